@@ -1,0 +1,33 @@
+"""Campaigns: definitions, one message per recipient, delivery results."""
+
+from filas.catalog.spec import DAY_MS, GIB, TopicSpec
+
+CAMPAIGNS = TopicSpec(
+    name="campaign.definitions",
+    value_schema="ixc.filas.campaign.Campaign",
+    key_field="campaign_id",
+    partitions=3,
+    retention_ms=90 * DAY_MS,
+    description="Campaign definitions and their pause/resume/cancel commands.",
+)
+
+MESSAGES = TopicSpec(
+    name="campaign.messages",
+    value_schema="ixc.filas.campaign.CampaignMessage",
+    key_field="recipient_id",
+    partitions=12,
+    retention_ms=7 * DAY_MS,
+    retention_bytes=4 * GIB,
+    description="One message per recipient and channel, fanned out from a campaign.",
+)
+
+DELIVERY_RESULTS = TopicSpec(
+    name="campaign.delivery-results",
+    value_schema="ixc.filas.campaign.DeliveryResult",
+    key_field="recipient_id",
+    partitions=12,
+    retention_ms=30 * DAY_MS,
+    description="What the SMTP relay or SMS gateway answered for each message.",
+)
+
+TOPICS = (CAMPAIGNS, MESSAGES, DELIVERY_RESULTS)

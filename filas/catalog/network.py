@@ -1,0 +1,24 @@
+"""Network monitoring: ping results and alerts, keyed by device."""
+
+from filas.catalog.spec import DAY_MS, GIB, TopicSpec
+
+PING_RESULTS = TopicSpec(
+    name="net.ping-results",
+    value_schema="ixc.filas.network.PingResult",
+    key_field="device_id",
+    partitions=12,
+    retention_ms=2 * DAY_MS,
+    retention_bytes=4 * GIB,
+    description="One result per device per ping round (rtt, jitter, loss).",
+)
+
+ALERTS = TopicSpec(
+    name="net.alerts",
+    value_schema="ixc.filas.network.Alert",
+    key_field="root_device_id",
+    partitions=6,
+    retention_ms=30 * DAY_MS,
+    description="Alert open/update/resolve events, keyed by the root-cause device.",
+)
+
+TOPICS = (PING_RESULTS, ALERTS)

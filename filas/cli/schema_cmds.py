@@ -1,0 +1,5 @@
+"""CLI commands (placeholder until implemented)."""
+
+import click
+
+COMMANDS: list[click.Command] = []

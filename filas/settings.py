@@ -1,0 +1,171 @@
+"""The one typed settings object, built from the environment at the entrypoint.
+
+Libraries never read environment variables: the CLI (or a test) builds ``Settings`` once and
+passes it, or the section a component needs, down. Secrets are ``SecretStr`` and are revealed only
+where a client library needs them (``KafkaSettings.client_config``).
+
+Environment: prefix ``FILAS_``, nested sections with ``__``, e.g.
+``FILAS_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092`` or ``FILAS_IXC__TOKEN=...``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+    SSL = "SSL"
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "filas"
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-256"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    # Producer knobs the SDK exposes; acks/idempotence are fixed on purpose (see docs/decisions).
+    linger_ms: int = 5
+    batch_size: int = 256 * 1024
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    queue_buffering_max_messages: int = 100_000
+    delivery_timeout_ms: int = 120_000
+    backpressure_timeout_s: float = 30.0
+
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka ``dot.case`` settings shared by producers, consumers and the admin client.
+
+        The only place the SASL password is revealed.
+        """
+        conf: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol.value,
+        }
+        if self.security_protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None:
+                conf["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
+        return conf
+
+
+class SubjectStrategy(StrEnum):
+    """How a topic's value schema maps to a registry subject (Confluent's three strategies)."""
+
+    TOPIC_NAME = "topic_name"
+    RECORD_NAME = "record_name"
+    TOPIC_RECORD_NAME = "topic_record_name"
+
+
+class RegistrySettings(BaseModel):
+    model_config = _FROZEN
+
+    url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    username: str | None = None
+    password: SecretStr | None = None
+    subject_strategy: SubjectStrategy = SubjectStrategy.TOPIC_NAME
+    # Transitive: a reader on any old version can read every new record, and vice versa for
+    # consumers still on an old version during a rolling deploy.
+    compatibility: Literal[
+        "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"
+    ] = "FULL_TRANSITIVE"
+
+    def client_config(self) -> dict[str, str]:
+        conf = {"url": self.url}
+        if self.username is not None and self.password is not None:
+            conf["basic.auth.user.info"] = f"{self.username}:{self.password.get_secret_value()}"
+        return conf
+
+
+class ClickHouseSettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = 19000
+    http_port: int = 18123
+    database: str = "filas"
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+
+
+class IxcSettings(BaseModel):
+    model_config = _FROZEN
+
+    base_url: str = "http://127.0.0.1:18080"
+    user: str = "1"
+    token: SecretStr = SecretStr("")
+    page_size: int = Field(default=500, ge=1, le=5000)
+    # IXC installations are shared production ERPs; space requests out instead of bursting.
+    min_request_interval_s: float = 0.05
+    request_timeout_s: float = 10.0
+    max_retries: int = 5
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    poll_interval_s: float = 30.0
+    watermark_path: Path = Path(".filas/state/ixc-watermarks.json")
+    verify_tls: bool = True
+
+
+class TopicsSettings(BaseModel):
+    model_config = _FROZEN
+
+    # Prefix for every topic name: lets two environments share a cluster and tests isolate runs.
+    prefix: str = ""
+
+
+class LocalPlatformSettings(BaseModel):
+    """Where and how ``filas up`` runs the local services. Ports are all configurable."""
+
+    model_config = _FROZEN
+
+    home: Path = Path(".filas")
+    kafka_version: str = "4.1.0"
+    log4j_version: str = "2.24.3"
+    slf4j_version: str = "2.0.17"
+    apicurio_version: str = "3.3.3"
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    # With --brokers N, node i uses kafka_port + 2*i and controller_port + 2*i.
+    registry_port: int = 18081
+    clickhouse_tcp_port: int = 19000
+    clickhouse_http_port: int = 18123
+    kafka_heap: str = "512m"
+    registry_heap: str = "384m"
+    start_timeout_s: float = 120.0
+    scram_username: str = "filas"
+    scram_password: SecretStr = SecretStr("filas-local-secret")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FILAS_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    environment: Literal["local", "homologation", "production"] = "local"
+    service_name: str = "filas"
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    ixc: IxcSettings = IxcSettings()
+    topics: TopicsSettings = TopicsSettings()
+    local: LocalPlatformSettings = LocalPlatformSettings()
