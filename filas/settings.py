@@ -84,7 +84,12 @@ class RegistrySettings(BaseModel):
     # Transitive: a reader on any old version can read every new record, and vice versa for
     # consumers still on an old version during a rolling deploy.
     compatibility: Literal[
-        "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"
+        "BACKWARD",
+        "BACKWARD_TRANSITIVE",
+        "FORWARD",
+        "FORWARD_TRANSITIVE",
+        "FULL",
+        "FULL_TRANSITIVE",
     ] = "FULL_TRANSITIVE"
 
     def client_config(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""IXC's own records as compacted state topics, fed by the IXC adapter (one current value per key)."""
+"""IXC records as compacted state topics, fed by the IXC adapter (latest value per key)."""
 
 from filas.catalog.spec import GIB, CleanupPolicy, TopicSpec
 
@@ -36,7 +36,7 @@ SUBSCRIBERS = TopicSpec(
     key_field="login",
     partitions=12,
     cleanup_policy=CleanupPolicy.COMPACT,
-    description="RADIUS logins (radusuarios): PPPoE/IPoE/hotspot credentials and policy, per login.",
+    description="RADIUS logins (radusuarios): PPPoE/IPoE/hotspot credentials and policy.",
 )
 
 NAS = TopicSpec(

@@ -1,5 +1,103 @@
-"""CLI commands (placeholder until implemented)."""
+"""``filas topics apply|list|plan``: the topic catalog against the live cluster."""
+
+from __future__ import annotations
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-COMMANDS: list[click.Command] = []
+from filas.admin.topic_plan import Action
+from filas.admin.topics import TopicAdmin
+from filas.catalog import Catalog
+from filas.settings import Settings
+
+_STYLE = {
+    Action.CREATE: "green",
+    Action.ADD_PARTITIONS: "yellow",
+    Action.UPDATE_CONFIG: "yellow",
+    Action.REFUSED: "red",
+    Action.IN_SYNC: "dim",
+}
+
+
+def _human_bytes(n: int) -> str:
+    if n < 0:
+        return "unbounded"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@click.group("topics")
+def topics() -> None:
+    """Create, update and inspect the topics of the catalog."""
+
+
+@topics.command("apply")
+@click.option("--dry-run", is_flag=True, help="Show the plan without changing the cluster.")
+@click.pass_obj
+def apply(settings: Settings, dry_run: bool) -> None:
+    """Create missing topics, add partitions and update configs, idempotently.
+
+    Never shrinks partitions or changes replication; such drift is reported and exits 1.
+    """
+    catalog = Catalog.build(settings.topics.prefix)
+    changes = TopicAdmin(settings.kafka).apply(catalog, dry_run=dry_run)
+    console = Console()
+    for change in changes:
+        style = _STYLE[change.action]
+        console.print(
+            f"[{style}]{change.action.value:15}[/{style}] {change.topic}: {change.detail}"
+        )
+    counts = {a: sum(1 for c in changes if c.action is a) for a in Action}
+    console.print(", ".join(f"{n} {a.value}" for a, n in counts.items() if n))
+    if counts[Action.REFUSED]:
+        raise SystemExit(1)
+
+
+@topics.command("list")
+@click.pass_obj
+def list_topics(settings: Settings) -> None:
+    """Show every catalog topic with its live partitions, replication and records held."""
+    catalog = Catalog.build(settings.topics.prefix)
+    table = Table(
+        "topic",
+        "key",
+        "value schema",
+        "partitions",
+        "repl",
+        "records",
+        "queue size",
+        "retention",
+        "cleanup",
+    )
+    for status in TopicAdmin(settings.kafka).describe(catalog):
+        spec = status.spec
+        size = (
+            _human_bytes(spec.retention_bytes * spec.partitions)
+            if spec.retention_bytes > 0
+            else "unbounded"
+        )
+        retention = (
+            "forever"
+            if spec.cleanup_policy.value == "compact"
+            else (f"{spec.retention_ms / 86_400_000:g} d")
+        )
+        table.add_row(
+            spec.name,
+            spec.key_field,
+            spec.value_schema,
+            f"{status.partitions}/{spec.partitions}" if status.exists else "missing",
+            str(status.replication_factor) if status.exists else "-",
+            str(status.records),
+            size,
+            retention,
+            spec.cleanup_policy.value,
+        )
+    Console(width=200).print(table)
+
+
+COMMANDS: list[click.Command] = [topics]

@@ -1,0 +1,1 @@
+"""Cluster administration: topic catalog reconciliation and live inspection."""

@@ -1,0 +1,175 @@
+"""Apply the topic catalog to a live cluster and inspect it, through Kafka's Admin API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+)
+
+from filas.admin.topic_plan import Action, Change, LiveTopic, plan
+from filas.catalog import Catalog, TopicSpec
+from filas.errors import BrokerUnavailableError, FilasError
+from filas.settings import KafkaSettings
+
+_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStatus:
+    """One catalog topic as it is in the cluster right now."""
+
+    spec: TopicSpec
+    exists: bool
+    partitions: int
+    replication_factor: int
+    records: int
+    """Records currently held (end offset minus start offset, summed over partitions)."""
+
+
+def _wait(future: Future[Any], what: str) -> Any:
+    try:
+        return future.result(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        raise FilasError(
+            f"{what}: {error.str()}", code="kafka_admin", retriable=error.retriable()
+        ) from exc
+    except TimeoutError as exc:
+        raise BrokerUnavailableError(f"{what}: no answer in {_TIMEOUT_S:.0f}s") from exc
+
+
+class TopicAdmin:
+    def __init__(self, settings: KafkaSettings, client: AdminClient | None = None) -> None:
+        self._client = client or AdminClient(settings.client_config())
+        self._bootstrap = settings.bootstrap_servers
+
+    def broker_count(self) -> int:
+        try:
+            metadata = self._client.list_topics(timeout=_TIMEOUT_S)
+        except KafkaException as exc:
+            raise BrokerUnavailableError(
+                f"Kafka at {self._bootstrap} did not answer a metadata request "
+                f"within {_TIMEOUT_S:.0f}s: {exc.args[0].str()}"
+            ) from exc
+        return len(metadata.brokers)
+
+    def live_topics(self, names: Iterable[str]) -> dict[str, LiveTopic]:
+        metadata = self._client.list_topics(timeout=_TIMEOUT_S)
+        present = [n for n in names if n in metadata.topics]
+        if not present:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in present]
+        configs = self._client.describe_configs(resources, request_timeout=_TIMEOUT_S)
+        live: dict[str, LiveTopic] = {}
+        for resource, future in configs.items():
+            entries: Mapping[str, ConfigEntry] = _wait(future, f"describe {resource.name}")
+            topic = metadata.topics[resource.name]
+            partitions = topic.partitions
+            replication = len(next(iter(partitions.values())).replicas) if partitions else 0
+            live[resource.name] = LiveTopic(
+                name=resource.name,
+                partitions=len(partitions),
+                replication_factor=replication,
+                config={k: str(e.value) for k, e in entries.items()},
+            )
+        return live
+
+    def plan(self, catalog: Catalog) -> list[Change]:
+        brokers = self.broker_count()
+        specs = list(catalog)
+        return plan(specs, self.live_topics(s.name for s in specs), brokers)
+
+    def apply(self, catalog: Catalog, *, dry_run: bool = False) -> list[Change]:
+        """Create missing topics, add partitions and update configs; never shrink anything."""
+        changes = self.plan(catalog)
+        if dry_run:
+            return changes
+        creates = [
+            NewTopic(
+                c.topic,
+                num_partitions=c.partitions,
+                replication_factor=c.replication_factor,
+                config=dict(c.config),
+            )
+            for c in changes
+            if c.action is Action.CREATE
+        ]
+        if creates:
+            for name, future in self._client.create_topics(
+                creates, request_timeout=_TIMEOUT_S
+            ).items():
+                try:
+                    _wait(future, f"create {name}")
+                except FilasError as exc:
+                    # Another apply racing us created it first: that is the state we want.
+                    if "already exists" not in str(exc).lower():
+                        raise
+        grows = [
+            NewPartitions(c.topic, c.partitions)
+            for c in changes
+            if c.action is Action.ADD_PARTITIONS
+        ]
+        if grows:
+            for name, future in self._client.create_partitions(
+                grows, request_timeout=_TIMEOUT_S
+            ).items():
+                _wait(future, f"add partitions to {name}")
+        updates = [
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                c.topic,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in c.config.items()
+                ],
+            )
+            for c in changes
+            if c.action is Action.UPDATE_CONFIG
+        ]
+        if updates:
+            for resource, future in self._client.incremental_alter_configs(updates).items():
+                _wait(future, f"update config of {resource.name}")
+        return changes
+
+    def describe(self, catalog: Catalog) -> list[TopicStatus]:
+        metadata = self._client.list_topics(timeout=_TIMEOUT_S)
+        statuses: list[TopicStatus] = []
+        for spec in catalog:
+            topic = metadata.topics.get(spec.name)
+            if topic is None or topic.error is not None:
+                statuses.append(TopicStatus(spec, False, 0, 0, 0))
+                continue
+            tps = [TopicPartition(spec.name, p) for p in topic.partitions]
+            statuses.append(
+                TopicStatus(
+                    spec,
+                    True,
+                    len(topic.partitions),
+                    len(next(iter(topic.partitions.values())).replicas) if tps else 0,
+                    self._record_count(tps),
+                )
+            )
+        return statuses
+
+    def _record_count(self, partitions: list[TopicPartition]) -> int:
+        def offsets(spec: OffsetSpec) -> dict[TopicPartition, int]:
+            futures = self._client.list_offsets(
+                dict.fromkeys(partitions, spec), request_timeout=_TIMEOUT_S
+            )
+            return {tp: _wait(f, "list offsets").offset for tp, f in futures.items()}
+
+        latest = offsets(OffsetSpec.latest())
+        earliest = offsets(OffsetSpec.earliest())
+        return sum(latest[tp] - earliest[tp] for tp in latest)
