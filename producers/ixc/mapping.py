@@ -50,6 +50,8 @@ class MappingContext:
     tz: ZoneInfo
     observed_at: datetime
     plans: Mapping[str, Plan] = field(default_factory=dict)
+    # Last known ContractStatus per contract id, from the poller's state.
+    contract_states: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Reader:
@@ -232,13 +234,11 @@ _LOGIN_TYPES = {
 }
 
 
-def subscriber_event(
-    record: Mapping[str, str], ctx: MappingContext, contract_state: str | None = None
-) -> Event:
+def subscriber_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
     """``radusuarios``: id, login, senha, ativo, id_contrato, id_cliente, id_grupo, mac,
     id_concentrador, ultima_atualizacao (confirmed); autenticacao codes, ip, fixar_ip, pd_ipv6,
-    autenticacao_por_mac, login_simultaneo (chosen). ``contract_state`` (the contract's last
-    known ContractStatus) turns an active login REDUCED when its contract is reduced."""
+    autenticacao_por_mac, login_simultaneo (chosen). An active login whose contract is last known
+    REDUCED (``ctx.contract_states``) is REDUCED: IXC keeps that state on the contract only."""
     r = _Reader("radusuarios", record)
     updated_at = r.updated_at(ctx.tz)
     code = (r.optional("autenticacao") or "").upper()
@@ -247,8 +247,9 @@ def subscriber_event(
         raise r.fail("autenticacao", f"unknown authentication code {code!r}")
     plan_id = r.optional_ident("id_grupo")
     plan = ctx.plans.get(plan_id) if plan_id else None
+    contract_id = r.ident("id_contrato")
     status = "ACTIVE" if r.flag("ativo") else "BLOCKED"
-    if status == "ACTIVE" and contract_state == contract_status.REDUCED:
+    if status == "ACTIVE" and ctx.contract_states.get(contract_id) == contract_status.REDUCED:
         status = "REDUCED"
     fixed = r.flag("fixar_ip", default=True)
     simultaneous = r.optional("login_simultaneo")
@@ -259,7 +260,7 @@ def subscriber_event(
         "login": r.required("login"),
         "login_id": r.ident("id"),
         "login_type": login_type,
-        "contract_id": r.ident("id_contrato"),
+        "contract_id": contract_id,
         "customer_id": r.ident("id_cliente"),
         "status": status,
         # Clear text on purpose: CHAP needs it (docs/decisions/0020); the topic is ACL-restricted.
