@@ -141,6 +141,9 @@ class LocalPlatformSettings(BaseModel):
     model_config = _FROZEN
 
     home: Path = Path(".filas")
+    # Downloaded Kafka jars and the Apicurio app; None means <home>/cache. Tests point this at the
+    # repository's .filas/cache so every session reuses one download.
+    cache_dir: Path | None = None
     kafka_version: str = "4.1.0"
     log4j_version: str = "2.24.3"
     slf4j_version: str = "2.0.17"
@@ -149,6 +152,9 @@ class LocalPlatformSettings(BaseModel):
     controller_port: int = 19093
     # With --brokers N, node i uses kafka_port + 2*i and controller_port + 2*i.
     registry_port: int = 18081
+    # Apicurio's Quarkus management (health/metrics) port; its default, 9000, is shared by every
+    # instance and would collide between two registries on one machine.
+    registry_management_port: int = 18082
     clickhouse_tcp_port: int = 19000
     clickhouse_http_port: int = 18123
     kafka_heap: str = "512m"
