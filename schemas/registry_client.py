@@ -20,9 +20,10 @@ from confluent_kafka.schema_registry.common._httpx_compat import httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.schema import parse_schema
 
+from filas.catalog import Catalog
 from filas.errors import RegistryError
 from filas.settings import RegistrySettings, SubjectStrategy
-from schemas.catalog import ParsedSchema
+from schemas.catalog import ParsedSchema, SchemaCatalog
 
 _T = TypeVar("_T")
 # Confluent error code 409 (HTTP) / 409xx: the new schema breaks the subject's compatibility.
@@ -93,6 +94,17 @@ class SchemaRegistry:
             # Our own schema is its writer schema: no fetch needed to read what we write.
             self._writers.setdefault(schema_id, schema.parsed)
             return schema_id
+
+    def register_all(
+        self, catalog: Catalog, schemas: SchemaCatalog | None = None
+    ) -> dict[str, int]:
+        """Register every topic's value schema (``.dlq`` topics included); subject -> id."""
+        schemas = schemas if schemas is not None else SchemaCatalog.load()
+        registered: dict[str, int] = {}
+        for spec in catalog:
+            schema = schemas.get(spec.value_schema)
+            registered[self.subject(spec.name, schema.fullname)] = self.register(spec.name, schema)
+        return registered
 
     def is_compatible(self, topic: str, schema: ParsedSchema) -> bool:
         """Ask the registry whether ``schema`` may be registered next under ``topic``'s subject."""
