@@ -108,6 +108,7 @@ class EventProducer:
         self._topics: dict[str, tuple[TopicSpec, RecordSerializer]] = {}
         self._failures: list[DeliveryFailure] = []
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self._cluster_topics = self._connect(connect_timeout_s)
 
     def _connect(self, timeout_s: float) -> set[str]:
@@ -170,7 +171,11 @@ class EventProducer:
     def encode(self, topic: TopicSpec | str, record: Mapping[str, Any]) -> tuple[str, str, bytes]:
         """Validate and serialize: (topic name, key, value bytes). Raises ValidationError."""
         spec, serializer = self._resolve(topic)
-        return spec.name, record_key(spec, record), serializer.serialize(record)
+        key = record_key(spec, record)
+        # Serializers reuse one buffer each; the lock keeps emit thread-safe (uncontended: ~0.1 us).
+        with self._encode_lock:
+            value = serializer.serialize(record)
+        return spec.name, key, value
 
     def try_produce(
         self, topic: str, key: str, value: bytes, callback: Callable[..., None]

@@ -46,7 +46,7 @@ def apply(settings: Settings, dry_run: bool) -> None:
     """
     catalog = Catalog.build(settings.topics.prefix)
     changes = TopicAdmin(settings.kafka).apply(catalog, dry_run=dry_run)
-    console = Console()
+    console = Console(width=200)
     for change in changes:
         style = _STYLE[change.action]
         console.print(
