@@ -24,9 +24,7 @@ from filas.settings import (
     ClickHouseSettings,
     KafkaSettings,
     LocalPlatformSettings,
-    RegistrySettings,
     SecurityProtocol,
-    Settings,
 )
 
 Echo = Callable[[str], None]
@@ -100,10 +98,17 @@ class LocalPlatform:
     def __init__(
         self, local: LocalPlatformSettings, clickhouse: ClickHouseSettings | None = None
     ) -> None:
-        self.local = local
+        # Absolute paths from here on: pid-file tokens and JVM classpaths must not depend on the
+        # directory a later 'filas down' happens to run in.
+        self.local = local.model_copy(
+            update={
+                "home": local.home.resolve(),
+                "cache_dir": (local.cache_dir or local.home / "cache").resolve(),
+            }
+        )
         self.clickhouse_settings = clickhouse or ClickHouseSettings()
-        self.home = local.home
-        self.cache_dir = local.cache_dir or local.home / "cache"
+        self.home = self.local.home
+        self.cache_dir: Path = self.local.cache_dir or self.home / "cache"
 
     # ---- paths and components -------------------------------------------------------------
 
@@ -287,15 +292,3 @@ def _stray_process(pid_file: Path) -> ServiceProcess | None:
     return ServiceProcess(
         name=pid_file.stem, argv=[], run_dir=pid_file.parent, log_path=Path(), token=token
     )
-
-
-def settings_for(running: RunningPlatform, base: Settings, registry: RegistrySettings) -> Settings:
-    """``base`` re-pointed at ``running`` (used by the test fixtures and ``filas up``'s report)."""
-    update: dict[str, object] = {"kafka": running.kafka_settings(base.kafka)}
-    if running.registry_url is not None:
-        update["registry"] = registry.model_copy(update={"url": running.registry_url})
-    if running.clickhouse_port is not None:
-        update["clickhouse"] = base.clickhouse.model_copy(
-            update={"port": running.clickhouse_port, "http_port": running.clickhouse_http_port}
-        )
-    return base.model_copy(update=update)

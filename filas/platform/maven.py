@@ -118,6 +118,8 @@ def is_fetched(path: Path) -> bool:
 
 def fetch_libs(project_dir: Path, project: str, artifacts: list[Artifact]) -> Path:
     """Copy ``artifacts`` and their runtime dependencies into ``project_dir/libs``; return it."""
+    # Absolute: mvn runs inside project_dir, so a relative output directory would nest there.
+    project_dir = project_dir.resolve()
     libs = project_dir / "libs"
     marker = libs / _MARKER
     if marker.exists():
@@ -160,6 +162,7 @@ def fetch_kafka_tools(cache_dir: Path, versions: KafkaVersions) -> Path:
 
 def fetch_apicurio(cache_dir: Path, version: str) -> Path:
     """Unpack Apicurio's Quarkus app; return the folder holding ``quarkus-run.jar``."""
+    cache_dir = cache_dir.resolve()
     home = cache_dir / f"apicurio-{version}"
     marker = home / _MARKER
     if marker.exists():

@@ -33,6 +33,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """First of ``count`` consecutive free ports (a cluster lays its nodes out by offset)."""
+    for _ in range(attempts):
+        base = free_port(host)
+        if base + count > 65535:
+            continue
+        if all(_bindable(host, base + i) for i in range(count)):
+            return base
+    raise PlatformError(f"no block of {count} consecutive free ports found on {host}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

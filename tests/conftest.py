@@ -1,0 +1,96 @@
+"""Session fixtures: the real services integration tests run against.
+
+``platform`` starts Kafka (1 broker), Apicurio Registry and ClickHouse once per pytest session
+through the same ``LocalPlatform`` code as ``filas up`` (free ports, a temporary home), unless
+``KAFKA_BOOTSTRAP_SERVERS`` (optionally ``SCHEMA_REGISTRY_URL``, ``CLICKHOUSE_URL`` as
+``clickhouse://host:port[/database]``) name running ones; services not named are still started.
+Nothing starts unless a collected test asks for it, so ``tests/unit`` runs with no services.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from filas.platform.local import LocalPlatform
+from filas.platform.testing import (
+    PlatformSession,
+    clickhouse_from_url,
+    isolated_settings,
+    local_settings,
+)
+from filas.settings import ClickHouseSettings, KafkaSettings, RegistrySettings, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+# Shared by every session and by 'filas up' run in the repository: Kafka's jars and the
+# Apicurio app are downloaded once (about 200 MB), not per temporary home.
+CACHE_DIR = REPO / ".filas" / "cache"
+START_TIMEOUT_S = 240.0
+
+
+@pytest.fixture(scope="session")
+def platform_cache_dir() -> Path:
+    return CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def platform_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformSession]:
+    external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external_registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    external_clickhouse = os.environ.get("CLICKHOUSE_URL")
+    clickhouse = (
+        clickhouse_from_url(external_clickhouse)
+        if external_clickhouse
+        else ClickHouseSettings(database="filas_test")
+    )
+    base = isolated_settings(
+        kafka=KafkaSettings(bootstrap_servers=external_kafka or "127.0.0.1:1"),
+        registry=RegistrySettings(url=external_registry)
+        if external_registry
+        else RegistrySettings(),
+        clickhouse=clickhouse,
+    )
+    if external_kafka and external_registry and external_clickhouse:
+        yield PlatformSession(settings=base, local=None, running=None)
+        return
+
+    home = tmp_path_factory.mktemp("filas-home")
+    local = LocalPlatform(
+        local_settings(home, CACHE_DIR, start_timeout_s=START_TIMEOUT_S), clickhouse
+    )
+    try:
+        running = local.up(
+            brokers=1,
+            registry=external_registry is None,
+            clickhouse=external_clickhouse is None,
+            external_bootstrap=external_kafka,
+        )
+        update: dict[str, object] = {
+            "kafka": running.kafka_settings(base.kafka),
+            "local": local.local,
+        }
+        if running.registry_url is not None:
+            update["registry"] = base.registry.model_copy(update={"url": running.registry_url})
+        if running.clickhouse_port is not None:
+            update["clickhouse"] = base.clickhouse.model_copy(
+                update={"port": running.clickhouse_port, "http_port": running.clickhouse_http_port}
+            )
+        yield PlatformSession(settings=base.model_copy(update=update), local=local, running=running)
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def platform(platform_session: PlatformSession) -> Settings:
+    """Settings pointing at the session's Kafka, registry and ClickHouse."""
+    return platform_session.settings
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A fresh ``t<hex>-`` prefix for this test's topics and consumer groups."""
+    return f"t{uuid.uuid4().hex[:12]}-"
