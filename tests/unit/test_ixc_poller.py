@@ -4,6 +4,7 @@ unacknowledged or unlisted records, dead letters, contract status changes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from filas.catalog import TopicSpec, ixc_state
 from filas.errors import DeliveryError
 from filas.settings import IxcSettings
 from producers.ixc.client import IxcClient
-from producers.ixc.errors import IxcUnavailableError, WatermarkError
+from producers.ixc.errors import IxcRequestRejectedError, IxcUnavailableError, WatermarkError
 from producers.ixc.forms import CONTRACTS, CUSTOMERS, FORMS, SUBSCRIBERS
 from producers.ixc.poller import IxcPoller
 from producers.ixc.ports import DeadLetter
@@ -273,3 +274,33 @@ async def test_corrupt_watermark_file_is_an_error_not_a_fresh_start(
     store.path.write_text("{not json")
     with pytest.raises(WatermarkError):
         await poller(client, MemorySink(), MemoryDeadLetters(), store).poll_once()
+
+
+async def test_run_loop_survives_ixc_outages_and_stops_on_request(
+    sim: IxcSimulator, client: IxcClient, store: WatermarkStore
+) -> None:
+    sim.faults = FaultPlan(error_rate=1.0)
+    stop = asyncio.Event()
+    sink = MemorySink()
+    task = asyncio.create_task(
+        poller(client, sink, MemoryDeadLetters(), store).run(interval_s=0.05, stop=stop)
+    )
+    await asyncio.sleep(0.2)
+    assert not task.done()  # retriable: logged and retried, not raised
+    sim.faults = FaultPlan()
+    for _ in range(100):
+        if len(sink.keys(ixc_state.CUSTOMERS)) >= 37:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert set(sink.keys(ixc_state.CUSTOMERS)) == set(ids(sim.isp, "cliente"))
+
+
+async def test_run_loop_ends_on_a_non_retriable_error(
+    sim: IxcSimulator, store: WatermarkStore
+) -> None:
+    cfg = IxcSettings(base_url=sim.base_url, token=SecretStr("wrong"), min_request_interval_s=0)
+    async with IxcClient(cfg, sleep=no_sleep) as ixc:
+        with pytest.raises(IxcRequestRejectedError):
+            await poller(ixc, MemorySink(), MemoryDeadLetters(), store).run(interval_s=0.01)
