@@ -22,6 +22,7 @@ def _dead_letter_spec(spec: TopicSpec) -> TopicSpec:
         key_field="source_topic",
         partitions=1,
         retention_ms=30 * 24 * 60 * 60 * 1000,
+        retention_bytes=1024**3,
         replication_factor=spec.replication_factor,
         min_insync_replicas=spec.min_insync_replicas,
         dead_letter=False,

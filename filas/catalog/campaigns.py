@@ -8,6 +8,7 @@ CAMPAIGNS = TopicSpec(
     key_field="campaign_id",
     partitions=3,
     retention_ms=90 * DAY_MS,
+    retention_bytes=GIB // 4,
     description="Campaign definitions and their pause/resume/cancel commands.",
 )
 
@@ -27,6 +28,7 @@ DELIVERY_RESULTS = TopicSpec(
     key_field="recipient_id",
     partitions=12,
     retention_ms=30 * DAY_MS,
+    retention_bytes=4 * GIB,
     description="What the SMTP relay or SMS gateway answered for each message.",
 )
 

@@ -18,6 +18,7 @@ ALERTS = TopicSpec(
     key_field="root_device_id",
     partitions=6,
     retention_ms=30 * DAY_MS,
+    retention_bytes=1 * GIB,
     description="Alert open/update/resolve events, keyed by the root-cause device.",
 )
 

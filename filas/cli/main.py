@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from filas.cli import emit_cmd, ixc_cmds, platform_cmds, schema_cmds, tail_cmd, topic_cmds
+from filas.cli import (
+    config_cmd,
+    emit_cmd,
+    ixc_cmds,
+    platform_cmds,
+    schema_cmds,
+    tail_cmd,
+    topic_cmds,
+)
 from filas.errors import FilasError
 from filas.settings import Settings
 
@@ -18,7 +26,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Settings()
 
 
-for _module in (platform_cmds, topic_cmds, schema_cmds, emit_cmd, tail_cmd, ixc_cmds):
+for _module in (platform_cmds, config_cmd, topic_cmds, schema_cmds, emit_cmd, tail_cmd, ixc_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -100,4 +100,32 @@ def list_topics(settings: Settings) -> None:
     Console(width=200).print(table)
 
 
+def markdown_table(catalog: Catalog) -> str:
+    """The catalog as the README's table (a unit test keeps the README in step with the code)."""
+    lines = [
+        "| topic | key | value schema | partitions | retention | size per partition | cleanup |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in catalog:
+        if spec.name.endswith(".dlq"):
+            continue
+        retention = (
+            "latest per key"
+            if spec.cleanup_policy.value == "compact"
+            else f"{spec.retention_ms / 86_400_000:g} d"
+        )
+        lines.append(
+            f"| `{spec.name}` | `{spec.key_field}` | `{spec.value_schema}` | {spec.partitions} "
+            f"| {retention} | {_human_bytes(spec.retention_bytes)} | {spec.cleanup_policy.value} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@topics.command("table")
+@click.pass_obj
+def table(settings: Settings) -> None:
+    """Print the catalog as a Markdown table (the README's topic catalog)."""
+    click.echo(markdown_table(Catalog.build(settings.topics.prefix)), nl=False)
+
+
 COMMANDS: list[click.Command] = [topics]
