@@ -42,6 +42,14 @@ class IxcRequestRejectedError(IxcError):
         self.status = status
 
 
+class IxcProtocolError(IxcError):
+    """IXC's answer contradicts the query (e.g. an ignored filter would make the poller loop or
+    move its watermark backwards). Not retriable: this IXC version needs a code change."""
+
+    code = "ixc_protocol"
+    retriable = False
+
+
 class IxcMappingError(IxcError):
     """One IXC record cannot become an event. ``field`` names the offending IXC field.
 

@@ -8,6 +8,7 @@ Each parser raises ``ValueError`` with a short reason; ``mapping`` turns that in
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -114,3 +115,26 @@ def digits(value: str) -> str | None:
     """Only the digits of a document or phone number; None when there are none."""
     only = re.sub(r"\D", "", value)
     return only or None
+
+
+def ipv4(value: str) -> str | None:
+    """A dotted IPv4 address; empty (or IXC's ``0.0.0.0``) is None."""
+    value = value.strip()
+    if value in ("", "0"):
+        return None
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"not an IPv4 address: {value!r}") from None
+    return None if address.is_unspecified else str(address)
+
+
+def ipv6_prefix(value: str) -> str | None:
+    """An IPv6 prefix in CIDR form (host bits cleared); empty is None."""
+    value = value.strip()
+    if value == "":
+        return None
+    try:
+        return str(ipaddress.IPv6Network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"not an IPv6 prefix: {value!r}") from None

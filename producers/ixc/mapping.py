@@ -50,8 +50,8 @@ class MappingContext:
     tz: ZoneInfo
     observed_at: datetime
     plans: Mapping[str, Plan] = field(default_factory=dict)
-    # Last known ContractStatus per contract id, from the poller's state.
-    contract_states: Mapping[str, str] = field(default_factory=dict)
+    # Last known snapshot per contract id: the poller's own state, shared, not copied.
+    contracts: Mapping[str, ContractSnapshot] = field(default_factory=dict)
 
 
 class _Reader:
@@ -114,6 +114,18 @@ class _Reader:
 
     def mac(self, name: str) -> str | None:
         return None if name not in self.record else self._read(name, fields.mac_address)
+
+    def ipv4(self, name: str) -> str | None:
+        return None if name not in self.record else self._read(name, fields.ipv4)
+
+    def required_ipv4(self, name: str) -> str:
+        address = self.ipv4(name)
+        if address is None:
+            raise self.fail(name, "missing or empty IPv4 address")
+        return address
+
+    def ipv6_prefix(self, name: str) -> str | None:
+        return None if name not in self.record else self._read(name, fields.ipv6_prefix)
 
     def fail(self, name: str, reason: str) -> IxcMappingError:
         return IxcMappingError(reason, form=self.form, record_id=self.record_id, field=name)
@@ -238,7 +250,7 @@ def subscriber_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
     """``radusuarios``: id, login, senha, ativo, id_contrato, id_cliente, id_grupo, mac,
     id_concentrador, ultima_atualizacao (confirmed); autenticacao codes, ip, fixar_ip, pd_ipv6,
     autenticacao_por_mac, login_simultaneo (chosen). An active login whose contract is last known
-    REDUCED (``ctx.contract_states``) is REDUCED: IXC keeps that state on the contract only."""
+    REDUCED (``ctx.contracts``) is REDUCED: IXC keeps that state on the contract only."""
     r = _Reader("radusuarios", record)
     updated_at = r.updated_at(ctx.tz)
     code = (r.optional("autenticacao") or "").upper()
@@ -249,7 +261,8 @@ def subscriber_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
     plan = ctx.plans.get(plan_id) if plan_id else None
     contract_id = r.ident("id_contrato")
     status = "ACTIVE" if r.flag("ativo") else "BLOCKED"
-    if status == "ACTIVE" and ctx.contract_states.get(contract_id) == contract_status.REDUCED:
+    known = ctx.contracts.get(contract_id)
+    if status == "ACTIVE" and known is not None and known.status == contract_status.REDUCED:
         status = "REDUCED"
     fixed = r.flag("fixar_ip", default=True)
     simultaneous = r.optional("login_simultaneo")
@@ -269,8 +282,8 @@ def subscriber_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
         "plan_name": plan.name if plan else None,
         "download_kbps": plan.download_kbps if plan else None,
         "upload_kbps": plan.upload_kbps if plan else None,
-        "static_ipv4": r.optional("ip") if fixed else None,
-        "ipv6_prefix": r.optional("pd_ipv6"),
+        "static_ipv4": r.ipv4("ip") if fixed else None,
+        "ipv6_prefix": r.ipv6_prefix("pd_ipv6"),
         "mac": r.mac("mac"),
         "bind_mac": r.flag("autenticacao_por_mac", default=False),
         "simultaneous_use": int(simultaneous) if simultaneous else 1,
@@ -294,7 +307,7 @@ def nas_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
         "envelope": _envelope(updated_at, ctx),
         "nas_id": nas_id,
         "name": r.required("nome"),
-        "ip": r.required("ip"),
+        "ip": r.required_ipv4("ip"),
         "vendor": vendor if vendor in _VENDORS else "OTHER",
         "secret_ref": f"ixc/nas/{nas_id}/radius-secret",
         "requires_message_authenticator": True,
@@ -355,7 +368,7 @@ def pop_device_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
         device_id=f"pop-{pop_id}",
         name=r.required("pop"),
         device_type="POP",
-        ip=r.optional("ip"),
+        ip=r.ipv4("ip"),
         parent=None,
         pop_id=pop_id,
         logins=[],
@@ -377,7 +390,7 @@ def radio_device_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
         device_id=f"radio-{r.ident('id')}",
         name=r.required("descricao"),
         device_type=kind if kind in _RADIO_TYPES else "OTHER",
-        ip=r.optional("ip"),
+        ip=r.ipv4("ip"),
         parent=f"pop-{pop_id}" if pop_id else None,
         pop_id=pop_id,
         logins=[],
@@ -397,7 +410,7 @@ def onu_device_event(record: Mapping[str, str], ctx: MappingContext) -> Event:
         device_id=f"onu-{r.ident('id')}",
         name=r.optional("nome") or mac or f"onu-{r.ident('id')}",
         device_type="ONU",
-        ip=r.optional("ip"),
+        ip=r.ipv4("ip"),
         parent=f"radio-{parent}" if parent else None,
         pop_id=r.optional_ident("id_pop"),
         logins=[login_id] if login_id else [],

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from producers.ixc import mapping
 from producers.ixc.client import GridFilter, IxcClient, IxcQuery, IxcRecord
 from producers.ixc.contract_status import ContractSnapshot
-from producers.ixc.errors import IxcError, IxcMappingError
+from producers.ixc.errors import IxcError, IxcMappingError, IxcProtocolError
 from producers.ixc.forms import FORMS, PLANS_FORM, FormSpec
 from producers.ixc.mapping import Event, MappingContext, Plan
 from producers.ixc.ports import DeadLetter, DeadLetterSink, EventSink
@@ -161,8 +161,14 @@ class IxcPoller:
                 page = await self._client.list_page(spec.form, query)
                 report.requests += 1
                 if page.records:
-                    await self._emit_page(spec, page.records, state, plans, report)
                     last = max(_record_id(r) for r in page.records)
+                    if last <= mark.last_id:
+                        # IXC ignored grid_param: the same page would come back forever.
+                        raise IxcProtocolError(
+                            f"{spec.form}: IXC returned ids <= {mark.last_id} for id > "
+                            f"{mark.last_id}; grid_param unsupported?"
+                        )
+                    await self._emit_page(spec, page.records, state, plans, report)
                     mark = FormWatermark(mark.updated, max(mark.last_id, last))
                     self._commit(state, spec, mark)
                     if not page.is_last:
@@ -176,6 +182,12 @@ class IxcPoller:
             if not page.records:
                 return
             stamps = [r.get(spec.updated_column, "") for r in page.records]
+            if min(stamps) <= mark.updated:
+                # Taking these would move the watermark backwards and re-list them forever.
+                raise IxcProtocolError(
+                    f"{spec.form}: IXC returned {spec.updated_column} <= {mark.updated!r} "
+                    f"for a '>' query"
+                )
             newest = max(stamps)
             if page.is_last:
                 taken = list(page.records)
@@ -215,7 +227,7 @@ class IxcPoller:
             tz=self._tz,
             observed_at=self._clock(),
             plans=plans,
-            contract_states={cid: s.status for cid, s in state.contracts.items()},
+            contracts=state.contracts,
         )
         pending: list[Any] = []
         staged: dict[str, ContractSnapshot] = {}

@@ -116,7 +116,7 @@ def test_login_is_reduced_when_its_contract_is() -> None:
     isp = SimulatedIsp(seed=1, customers=1, devices=0, nas=1)
     login = isp.get("radusuarios", "1") | {"ativo": "S", "autenticacao": "L"}
     assert mapping.subscriber_event(login, ctx())["status"] == "ACTIVE"
-    reduced = ctx(contract_states={"1": "REDUCED"})
+    reduced = ctx(contracts={"1": ContractSnapshot("REDUCED", "FA", "1")})
     assert mapping.subscriber_event(login, reduced)["status"] == "REDUCED"
 
 
@@ -177,3 +177,7 @@ def test_field_parsers() -> None:
         fields.money("12,3,4")
     with pytest.raises(ValueError, match="range"):
         fields.money("99999999999")
+    assert fields.ipv4("0.0.0.0") is None
+    assert fields.ipv6_prefix("2804:1::1/56") == "2804:1::/56"
+    with pytest.raises(ValueError, match="IPv4"):
+        fields.ipv4("10.0.0.300")

@@ -12,13 +12,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from filas.catalog import TopicSpec, ixc_state
 from filas.errors import DeliveryError
 from filas.settings import IxcSettings
 from producers.ixc.client import IxcClient
-from producers.ixc.errors import IxcRequestRejectedError, IxcUnavailableError, WatermarkError
+from producers.ixc.errors import (
+    IxcProtocolError,
+    IxcRequestRejectedError,
+    IxcUnavailableError,
+    WatermarkError,
+)
 from producers.ixc.forms import CONTRACTS, CUSTOMERS, FORMS, SUBSCRIBERS
 from producers.ixc.poller import IxcPoller
 from producers.ixc.ports import DeadLetter
@@ -304,3 +310,16 @@ async def test_run_loop_ends_on_a_non_retriable_error(
     async with IxcClient(cfg, sleep=no_sleep) as ixc:
         with pytest.raises(IxcRequestRejectedError):
             await poller(ixc, MemorySink(), MemoryDeadLetters(), store).run(interval_s=0.01)
+
+
+async def test_an_ixc_that_ignores_filters_is_a_clear_error_not_a_loop(
+    sim: IxcSimulator, client: IxcClient, store: WatermarkStore
+) -> None:
+    async def ignore_filters(form: str, body: Mapping[str, Any]) -> Any:
+        records = sorted(sim.isp.records(form), key=lambda r: int(r["id"]))[:4]
+        return web.json_response({"page": "1", "total": "37", "registros": records})
+
+    sim.register_action("listar", ignore_filters)
+    with pytest.raises(IxcProtocolError) as caught:
+        await poller(client, MemorySink(), MemoryDeadLetters(), store).poll_once()
+    assert not caught.value.retriable
