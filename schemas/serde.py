@@ -1,9 +1,11 @@
 """Avro serializer/deserializer for one topic, in the Confluent wire format.
 
-The hot path is one ``fastavro.schemaless_writer`` call after a constant 5-byte header: the
-producer benchmark is held to half of Kafka's Java ProducerPerformance, so no per-record
-validation runs up front. fastavro already refuses bad types while writing; only then is the
-record walked again to name the offending field (``ValidationError.field``).
+The producer benchmark is held to half of Kafka's Java ProducerPerformance, so the hot path is
+one call of an encoder compiled for the schema (``schemas.fast_writer``, byte-identical to
+fastavro, about 3x faster) writing header and body into one buffer; schemas it cannot compile
+use ``fastavro.schemaless_writer`` after the constant 5-byte header. No validation pass runs up
+front: both writers refuse bad values, and only then is the record walked again to name the
+offending field (``ValidationError.field``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from filas.catalog.spec import TopicSpec
 from filas.errors import DecodeError, RegistryError, ValidationError
 from schemas.catalog import ParsedSchema, SchemaCatalog, validate_record
+from schemas.fast_writer import Encoder, Unsupported, compile_encoder
 from schemas.registry_client import SchemaRegistry
 from schemas.wire import header, unframe
 
@@ -25,8 +28,9 @@ class AvroSerde:
     """Values of one topic: ``serialize`` a mapping to framed bytes, ``deserialize`` them back.
 
     Reading resolves any registered writer version to this process's schema (Avro schema
-    resolution), so old records read with new defaults. Not thread-safe (it reuses one buffer):
-    give each producer thread its own serde, they share the registry caches.
+    resolution), so old records read with new defaults. ``serialize`` on a compiled schema is
+    thread-safe; the fastavro fallback reuses one buffer, so give each producer thread its own
+    serde (they share the registry's caches).
     """
 
     def __init__(
@@ -41,6 +45,11 @@ class AvroSerde:
         self._parsed = schema.parsed
         self._header = header(schema_id)
         self._buffer = io.BytesIO()
+        self._encode: Encoder | None
+        try:
+            self._encode = compile_encoder(schema.parsed, schema.named_types, self._header)
+        except Unsupported:
+            self._encode = None
 
     @classmethod
     def for_topic(
@@ -51,6 +60,11 @@ class AvroSerde:
         return cls(spec, schema, registry.register(spec.name, schema), registry)
 
     def serialize(self, record: Mapping[str, Any]) -> bytes:
+        if self._encode is not None:
+            try:
+                return self._encode(record)
+            except Exception as exc:  # TypeError/KeyError/ValueError/AttributeError/...
+                raise self._explain(record, exc) from exc
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
