@@ -57,8 +57,14 @@ def dead_letter(
     *,
     failed_at_ms: int | None = None,
     correlation_id: str | None = None,
+    redact_value: bool = False,
 ) -> dict[str, Any]:
-    """The DeadLetter record (a mapping for ``AvroSerde.serialize``) for ``source``."""
+    """The DeadLetter record (a mapping for ``AvroSerde.serialize``) for ``source``.
+
+    ``redact_value`` drops the raw value for topics whose values carry secrets (``ixc.subscribers``
+    holds clear RADIUS passwords, see decision 0020): undecodable bytes cannot be redacted field by
+    field, and a dead-letter queue is read by more people than the source topic.
+    """
     now = failed_at_ms if failed_at_ms is not None else time.time_ns() // 1_000_000
     message = str(error) or type(error).__name__
     return {
@@ -79,6 +85,6 @@ def dead_letter(
         "failed_at": now,
         "raw_key": source.key,
         # A null value (tombstone) is kept as empty bytes: the schema has no null for it.
-        "raw_value": source.value if source.value is not None else b"",
+        "raw_value": b"" if redact_value or source.value is None else source.value,
         "processor": processor,
     }

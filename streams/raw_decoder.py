@@ -46,11 +46,14 @@ class RawDecoder:
         dead_letters: AvroSerde,
         sink: DeadLetterSink,
         processor: str,
+        *,
+        redact_value: bool = False,
     ) -> None:
         self.serde = serde
         self.dead_letters = dead_letters
         self.sink = sink
         self.processor = processor
+        self.redact_value = redact_value
         self.dead_lettered = 0
 
     async def decode(self, source: SourceRecord) -> dict[str, Any] | None:
@@ -69,7 +72,7 @@ class RawDecoder:
 
     async def bury(self, source: SourceRecord, error: BaseException) -> None:
         """Send ``source`` to the dead-letter topic with ``error`` as the reason."""
-        record = dead_letter(source, error, self.processor)
+        record = dead_letter(source, error, self.processor, redact_value=self.redact_value)
         await self.sink.send(self.dead_letters.key_of(record), self.dead_letters.serialize(record))
         self.dead_lettered += 1
         logger.warning(

@@ -192,3 +192,10 @@ def test_dead_letter_carries_filas_error_facts() -> None:
     record = dead_letter(source, DecodeError("bad" * 5000), "proc")
     assert record["error_code"] == "decode"
     assert len(record["error_message"]) == 4096
+
+
+def test_dead_letter_can_redact_secret_values() -> None:
+    source = SourceRecord("ixc.subscribers", 0, 1, None, b"login", b"...senha...")
+    record = dead_letter(source, DecodeError("bad"), "radius-gateway", redact_value=True)
+    assert record["raw_value"] == b""
+    assert record["raw_key"] == b"login"
