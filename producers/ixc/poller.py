@@ -238,7 +238,8 @@ class IxcPoller:
             except IxcMappingError as exc:
                 pending.append(self._dead_letter(spec, exc, record, report))
                 continue
-            # Started in record order: the SDK enqueues synchronously, so per-key order holds.
+            # Emitted concurrently within a page: a page holds each IXC id once, so no two
+            # events share a key; pages are awaited one after the other, so per-key order holds.
             pending.append(self._sink.emit(spec.topic, event))
             report.emitted += 1
             if extra is not None and spec.status_topic is not None:
