@@ -109,12 +109,12 @@ class _Compiler:
             case "null":
                 return [f"{i}_null({value})"]
             case "boolean":
-                return [f"{i}b.append(_boolean({value}))"]
+                return [f"{i}append(_boolean({value}))"]
             case "int" | "long":
                 writer = "_int" if kind == "int" else "_long"
                 return [
                     f"{i}if 0 <= {value} < 64:",
-                    f"{i}    b.append({value} << 1)",
+                    f"{i}    append({value} << 1)",
                     f"{i}else:",
                     f"{i}    {writer}(b, {value})",
                 ]
@@ -133,7 +133,7 @@ class _Compiler:
         return [
             f"{i}{size} = len({value})",
             f"{i}if {size} < 64:",
-            f"{i}    b.append({size} << 1)",
+            f"{i}    append({size} << 1)",
             f"{i}else:",
             f"{i}    _long(b, {size})",
             f"{i}b += {value}",
@@ -147,9 +147,9 @@ class _Compiler:
         i = indent
         return [
             f"{i}if {value} is None:",
-            f"{i}    b.append({null_index << 1})",
+            f"{i}    append({null_index << 1})",
             f"{i}else:",
-            f"{i}    b.append({(1 - null_index) << 1})",
+            f"{i}    append({(1 - null_index) << 1})",
             *self.emit(other, value, indent + "    "),
         ]
 
@@ -190,7 +190,7 @@ class _Compiler:
                     f"{i}    _long(b, len({value}))",
                     f"{i}    for {item} in {value}:",
                     *self.emit(schema["items"], item, indent + "        "),
-                    f"{i}b.append(0)",
+                    f"{i}append(0)",
                 ]
             case "map":
                 key, item, encoded = self.var(), self.var(), self.var()
@@ -201,7 +201,7 @@ class _Compiler:
                     f"{i}        {encoded} = {key}.encode()",
                     *self.sized(encoded, indent + "        "),
                     *self.emit(schema["values"], item, indent + "        "),
-                    f"{i}b.append(0)",
+                    f"{i}append(0)",
                 ]
         return self.emit(kind, value, indent)
 
@@ -240,11 +240,22 @@ def compile_encoder(schema: Any, named: Mapping[str, Any], header: bytes = b"") 
     compiler = _Compiler(named)
     body = compiler.emit(schema, "record", "    ")
     compiler.consts["_HEADER"] = header
+    names = sorted(compiler.consts)
+    # A factory makes the constants closure cells (fast lookups) instead of module globals; the
+    # bound ``append`` saves an attribute lookup per written byte run.
     source = "\n".join(
-        ["def encode(record):", "    b = bytearray(_HEADER)", *body, "    return bytes(b)"]
+        [
+            f"def make({', '.join(names)}):",
+            "  def encode(record):",
+            "    b = bytearray(_HEADER)",
+            "    append = b.append",
+            *body,
+            "    return bytes(b)",
+            "  return encode",
+        ]
     )
-    namespace: dict[str, Any] = dict(compiler.consts)
+    namespace: dict[str, Any] = {}
     # The source is generated from our own schema files, never from input data.
     exec(compile(source, f"<avro encoder {schema.get('name', '?')}>", "exec"), namespace)  # noqa: S102
-    encode: Encoder = namespace["encode"]
+    encode: Encoder = namespace["make"](**compiler.consts)
     return encode
