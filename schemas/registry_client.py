@@ -95,6 +95,27 @@ class SchemaRegistry:
             self._writers.setdefault(schema_id, schema.parsed)
             return schema_id
 
+    def lookup(self, topic: str, schema: ParsedSchema) -> int:
+        """Id of ``schema`` already registered under ``topic``'s subject, without registering.
+
+        For consumers and producers whose registry credentials may only read; a schema that
+        was never registered is ``RegistryError(code="not_found")``.
+        """
+        subject = self.subject(topic, schema.fullname)
+        key = (subject, schema.fingerprint)
+        cached = self._ids.get(key)
+        if cached is not None:
+            return cached
+        registered = _call(
+            f"look up {schema.fullname} under {subject}",
+            lambda: self._client.lookup_schema(subject, _avro(schema)),
+        )
+        schema_id = int(registered.schema_id)
+        with self._lock:
+            self._ids[key] = schema_id
+            self._writers.setdefault(schema_id, schema.parsed)
+        return schema_id
+
     def register_all(
         self, catalog: Catalog, schemas: SchemaCatalog | None = None
     ) -> dict[str, int]:

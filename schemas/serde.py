@@ -53,11 +53,21 @@ class AvroSerde:
 
     @classmethod
     def for_topic(
-        cls, spec: TopicSpec, catalog: SchemaCatalog, registry: SchemaRegistry
+        cls,
+        spec: TopicSpec,
+        catalog: SchemaCatalog,
+        registry: SchemaRegistry,
+        *,
+        register: bool = True,
     ) -> AvroSerde:
-        """Register the topic's schema (idempotent, cached) and build its serde: start-up work."""
+        """Build the topic's serde, resolving its schema id once: start-up work.
+
+        ``register=False`` only looks the schema up (read-only registry credentials); it must
+        then have been registered already (``filas schemas register``).
+        """
         schema = catalog.get(spec.value_schema)
-        return cls(spec, schema, registry.register(spec.name, schema), registry)
+        resolve = registry.register if register else registry.lookup
+        return cls(spec, schema, resolve(spec.name, schema), registry)
 
     def serialize(self, record: Mapping[str, Any]) -> bytes:
         if self._encode is not None:

@@ -81,6 +81,9 @@ def test_records_round_trip_between_independent_clients(
     record = consumer.deserialize(data)
     assert record["device_id"] == "olt-centro-01"
     assert record["rtt_avg_ms"] is None
+    # A read-only client finds the same id by lookup, without registering.
+    reader = AvroSerde.for_topic(spec, SCHEMAS, SchemaRegistry(platform.registry), register=False)
+    assert reader.schema_id == producer.schema_id
 
 
 def test_registry_rejects_a_breaking_change_and_accepts_a_compatible_one(

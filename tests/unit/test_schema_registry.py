@@ -107,3 +107,14 @@ def test_unreachable_registry_is_retriable() -> None:
         registry.writer_schema(12)
     assert caught.value.code == "registry_unavailable"
     assert caught.value.retriable
+
+
+def test_lookup_finds_registered_schema_and_reports_missing_one() -> None:
+    registry = _registry()
+    schema = SCHEMAS.get(ALERTS.value_schema)
+    with pytest.raises(RegistryError) as caught:
+        registry.lookup(ALERTS.name, schema)
+    assert caught.value.code == "not_found"
+    schema_id = registry.register(ALERTS.name, schema)
+    reader = SchemaRegistry(registry.settings, client=registry._client)
+    assert reader.lookup(ALERTS.name, schema) == schema_id
