@@ -56,6 +56,8 @@ class SchemaRegistry:
     ) -> None:
         self.settings = settings
         self._client = client if client is not None else _new_client(settings)
+        # Keyed by the full schema text, not the fingerprint: the Parsing Canonical Form drops
+        # docs and defaults, and a version that only adds a default is still a new version.
         self._ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, Any] = {}
         self._compat_set: set[str] = set()
@@ -73,7 +75,7 @@ class SchemaRegistry:
         registry itself (``RegistryError`` with code ``schema_incompatible``).
         """
         subject = self.subject(topic, schema.fullname)
-        key = (subject, schema.fingerprint)
+        key = (subject, schema.canonical)
         cached = self._ids.get(key)
         if cached is not None:
             return cached
@@ -102,7 +104,7 @@ class SchemaRegistry:
         was never registered is ``RegistryError(code="not_found")``.
         """
         subject = self.subject(topic, schema.fullname)
-        key = (subject, schema.fingerprint)
+        key = (subject, schema.canonical)
         cached = self._ids.get(key)
         if cached is not None:
             return cached

@@ -2,7 +2,7 @@
 
 The producer benchmark is held to half of Kafka's Java ProducerPerformance, so the hot path is
 one call of an encoder compiled for the schema (``schemas.fast_writer``, byte-identical to
-fastavro, about 3x faster) writing header and body into one buffer; schemas it cannot compile
+fastavro, 2.5-3x faster) writing header and body into one buffer; schemas it cannot compile
 use ``fastavro.schemaless_writer`` after the constant 5-byte header. No validation pass runs up
 front: both writers refuse bad values, and only then is the record walked again to name the
 offending field (``ValidationError.field``).
