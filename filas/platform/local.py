@@ -191,8 +191,8 @@ class LocalPlatform:
         if current is not None and any(self.status().values()):
             if current != layout:
                 raise PlatformError(
-                    f"a different local platform is running under {self.home} ({current}); "
-                    "run 'filas down' first"
+                    f"a different local platform is running under {self.home} "
+                    f"({_describe(current)}); run 'filas down' first"
                 )
             echo("local platform already running; checking it answers")
             return self._start(layout, already_running=True, echo=echo)
@@ -261,17 +261,33 @@ class LocalPlatform:
         # May hold the SCRAM password.
         self.env_path.chmod(0o600)
 
+    @staticmethod
+    def _stop_one(proc: ServiceProcess, stopped: list[str], echo: Echo) -> None:
+        if proc.running():
+            began = time.monotonic()
+            proc.stop()
+            stopped.append(proc.name)
+            echo(f"stopped {proc.name} in {time.monotonic() - began:.1f}s")
+
     def down(self, echo: Echo = _quiet) -> list[str]:
         """Stop everything this home started (registry first: it is a Kafka client)."""
         layout = self.read_layout()
         stopped: list[str] = []
         if layout is not None:
-            for proc in self.processes(layout):
-                if proc.running():
+            if layout.registry:
+                self._stop_one(self.registry(layout).process(), stopped, echo)
+            if layout.external_bootstrap is None:
+                kafka = self.kafka(layout)
+                names = [kafka.process(i).name for i in kafka.running_nodes()]
+                if names:
                     began = time.monotonic()
-                    proc.stop()
-                    stopped.append(proc.name)
-                    echo(f"stopped {proc.name} in {time.monotonic() - began:.1f}s")
+                    # All nodes at once: stopped one by one, the last voter would wait for a
+                    # quorum that is already gone until SIGKILL.
+                    kafka.stop()
+                    stopped += names
+                    echo(f"stopped {', '.join(names)} in {time.monotonic() - began:.1f}s")
+            if layout.clickhouse:
+                self._stop_one(self.clickhouse().process(), stopped, echo)
         # Anything else with a pid file here (e.g. from a layout whose state file was lost).
         run_dir = self.home / "run"
         for pid_file in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
@@ -282,6 +298,13 @@ class LocalPlatform:
                 echo(f"stopped {stray.name}")
         self.state_path.unlink(missing_ok=True)
         return stopped
+
+
+def _describe(layout: Layout) -> str:
+    parts = [f"{layout.brokers} broker(s)", "SCRAM" if layout.secure else "PLAINTEXT"]
+    parts += ["registry"] if layout.registry else []
+    parts += ["clickhouse"] if layout.clickhouse else []
+    return ", ".join(parts)
 
 
 def _stray_process(pid_file: Path) -> ServiceProcess | None:
