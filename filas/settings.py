@@ -125,6 +125,8 @@ class IxcSettings(BaseModel):
     backoff_max_s: float = 30.0
     poll_interval_s: float = 30.0
     watermark_path: Path = Path(".filas/state/ixc-watermarks.json")
+    # IXC writes ultima_atualizacao in the installation's local time, not UTC.
+    timezone: str = "America/Sao_Paulo"
     verify_tls: bool = True
 
 

@@ -20,12 +20,12 @@ def ixc() -> None:
 @click.option("--once", is_flag=True, help="One pass over every form, then exit.")
 @click.option(
     "--ixc-timezone",
-    default="America/Sao_Paulo",
-    show_default=True,
-    help="Time zone of the IXC installation: IXC writes ultima_atualizacao in local time.",
+    default=None,
+    help="Time zone of the IXC installation (IXC writes ultima_atualizacao in local time); "
+    "default FILAS_IXC__TIMEZONE.",
 )
 @click.pass_obj
-def poll(settings: Settings, once: bool, ixc_timezone: str) -> None:
+def poll(settings: Settings, once: bool, ixc_timezone: str | None) -> None:
     """Poll IXC (FILAS_IXC__BASE_URL) and emit customers, contracts, logins, NAS and devices.
 
     Loops every FILAS_IXC__POLL_INTERVAL_S unless --once. The watermark file
@@ -33,6 +33,7 @@ def poll(settings: Settings, once: bool, ixc_timezone: str) -> None:
     """
     from producers.ixc.service import run_poller
 
+    ixc_timezone = ixc_timezone or settings.ixc.timezone
     try:
         tz = ZoneInfo(ixc_timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
