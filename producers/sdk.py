@@ -109,6 +109,7 @@ class EventProducer:
         self._failures: list[DeliveryFailure] = []
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()
+        self._produced = 0
         self._cluster_topics = self._connect(connect_timeout_s)
 
     def _connect(self, timeout_s: float) -> set[str]:
@@ -140,20 +141,26 @@ class EventProducer:
             self._topics[name] = resolved
         return resolved
 
+    def _record_failure(self, err: KafkaError | None, msg: Message) -> None:
+        """Default delivery report: successes need no work, failures wait for flush()."""
+        if err is None:
+            return
+        key = msg.key().decode(errors="replace") if msg.key() else ""
+        with self._lock:
+            self._failures.append(DeliveryFailure(msg.topic(), key, err.str(), err.retriable()))
+
     def delivery_callback(
         self, key: str, on_delivery: DeliveryCallback | None
     ) -> Callable[..., None]:
+        if on_delivery is None:
+            # One shared bound method instead of a closure per event: the hot path allocates less.
+            return self._record_failure
+
         def report(err: KafkaError | None, msg: Message) -> None:
             if err is None:
-                if on_delivery is not None:
-                    on_delivery(Delivery(msg.topic(), msg.partition(), msg.offset(), key), None)
-                return
-            failure = DeliveryFailure(msg.topic(), key, err.str(), err.retriable())
-            if on_delivery is not None:
-                on_delivery(None, failure)
+                on_delivery(Delivery(msg.topic(), msg.partition(), msg.offset(), key), None)
             else:
-                with self._lock:
-                    self._failures.append(failure)
+                on_delivery(None, DeliveryFailure(msg.topic(), key, err.str(), err.retriable()))
 
         return report
 
@@ -185,7 +192,11 @@ class EventProducer:
             self._producer.produce(topic, value=value, key=key, on_delivery=callback)
         except BufferError:
             return False
-        self._producer.poll(0)
+        # Serving delivery reports costs a call into librdkafka; every 64 events is enough to
+        # keep the report queue short (flush and the backpressure loop serve the rest).
+        self._produced += 1
+        if not self._produced & 63:
+            self._producer.poll(0)
         return True
 
     def backpressure_error(self) -> BackpressureTimeoutError:
@@ -199,6 +210,8 @@ class EventProducer:
         self, topic: str, key: str, value: bytes, callback: Callable[..., None]
     ) -> None:
         """Produce already-encoded bytes, blocking (never dropping) while the queue is full."""
+        if self.try_produce(topic, key, value, callback):
+            return
         deadline = time.monotonic() + self._settings.backpressure_timeout_s
         while not self.try_produce(topic, key, value, callback):
             if time.monotonic() >= deadline:

@@ -33,6 +33,9 @@ class _Msg:
     def partition(self) -> int:
         return 0
 
+    def key(self) -> bytes:
+        return self._key.encode()
+
     def offset(self) -> int:
         return self._offset
 
