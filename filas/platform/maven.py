@@ -161,7 +161,7 @@ def fetch_kafka_tools(cache_dir: Path, versions: KafkaVersions) -> Path:
 
 
 def fetch_apicurio(cache_dir: Path, version: str) -> Path:
-    """Unpack Apicurio's Quarkus app; return the folder holding ``quarkus-run.jar``."""
+    """Unpack Apicurio's Quarkus app; return the folder holding its launcher jar."""
     cache_dir = cache_dir.resolve()
     home = cache_dir / f"apicurio-{version}"
     marker = home / _MARKER
@@ -197,7 +197,13 @@ def fetch_apicurio(cache_dir: Path, version: str) -> Path:
 
 
 def _quarkus_dir(home: Path) -> Path:
-    found = sorted(home.rglob("quarkus-run.jar"))
+    return quarkus_launcher(home).parent
+
+
+def quarkus_launcher(home: Path) -> Path:
+    """The jar to ``java -jar``: ``quarkus-run.jar`` (fast-jar layout, Apicurio 3.1+) or
+    ``*-runner.jar`` (legacy-jar layout, Apicurio 3.0.x)."""
+    found = sorted(home.rglob("quarkus-run.jar")) or sorted(home.rglob("*-runner.jar"))
     if not found:
-        raise PlatformError(f"no quarkus-run.jar under {home}; delete it and run again")
-    return found[0].parent
+        raise PlatformError(f"no quarkus-run.jar or *-runner.jar under {home}; delete it, rerun")
+    return found[0]

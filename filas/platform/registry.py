@@ -17,6 +17,7 @@ from pathlib import Path
 from filas.errors import PlatformError
 from filas.platform.java import find_java, required_java
 from filas.platform.kafka import SCRAM_MECHANISM, ScramUser
+from filas.platform.maven import quarkus_launcher
 from filas.platform.processes import ServiceProcess, port_open, wait_until
 from filas.settings import LocalPlatformSettings
 
@@ -93,9 +94,13 @@ class LocalRegistry:
         return props
 
     def process(self) -> ServiceProcess:
-        jar = self.app_dir / "quarkus-run.jar"
-        app_jars = sorted((self.app_dir / "app").glob("apicurio-registry-app-*.jar"))
-        java = find_java(max(17, required_java(app_jars[0]))) if app_jars else find_java(17)
+        try:
+            jar = quarkus_launcher(self.app_dir)
+            java = find_java(self.required_java())
+        except PlatformError:
+            # status/down only need the pid-file token (the cache may even be gone); start()
+            # checks both and reports what is missing.
+            jar, java = self.app_dir / "quarkus-run.jar", "java"
         argv = [java, f"-Xmx{self.heap}", "-XX:+ExitOnOutOfMemoryError"]
         argv += [f"-D{k}={v}" for k, v in self.system_properties().items()]
         # Identifies this home's registry in the process table (see ServiceProcess.token).
@@ -108,6 +113,11 @@ class LocalRegistry:
             token=f"-Dfilas.home={self.home.resolve()}",
             cwd=self.app_dir,
         )
+
+    def required_java(self) -> int:
+        """The Java release this Apicurio build needs (21 for 3.1+, 17 for 3.0.x)."""
+        app_jars = sorted(self.app_dir.rglob("apicurio-registry-app-*.jar"))
+        return max(17, required_java(app_jars[0])) if app_jars else 17
 
     def running(self) -> bool:
         return self.process().running()
@@ -122,6 +132,8 @@ class LocalRegistry:
                         f"port {port} for the registry is already in use by another process; set "
                         "FILAS_LOCAL__REGISTRY_PORT / FILAS_LOCAL__REGISTRY_MANAGEMENT_PORT"
                     )
+            quarkus_launcher(self.app_dir)
+            find_java(self.required_java())  # a clear error instead of UnsupportedClassVersion
             (self.home / "registry").mkdir(parents=True, exist_ok=True)
             proc.start()
         return wait_until(f"registry at {self.url}", self.answers, self.start_timeout_s, [proc])
