@@ -48,15 +48,18 @@ class Catalog:
         return cls(MappingProxyType(specs), prefix)
 
     def get(self, name: str) -> TopicSpec:
-        try:
-            return self.topics[name]
-        except KeyError:
-            known = ", ".join(sorted(t for t in self.topics if not t.endswith(".dlq")))
-            raise UnknownTopicError(f"unknown topic {name!r}; known topics: {known}") from None
+        """Look a topic up by its full name or by its catalog name (without the prefix)."""
+        spec = self.topics.get(name) or self.topics.get(self.prefix + name)
+        if spec is None:
+            known = ", ".join(
+                sorted(t.removeprefix(self.prefix) for t in self.topics if not t.endswith(".dlq"))
+            )
+            raise UnknownTopicError(f"unknown topic {name!r}; known topics: {known}")
+        return spec
 
     def resolve(self, spec: TopicSpec) -> TopicSpec:
         """The catalog's version of a module-level spec (with this catalog's prefix applied)."""
-        return self.get(self.prefix + spec.name)
+        return self.get(spec.name)
 
     def dead_letter_for(self, spec: TopicSpec) -> TopicSpec:
         return self.get(self.resolve(spec).dlq_name)
