@@ -17,6 +17,20 @@ from filas.catalog import Catalog
 from filas.errors import DecodeError
 from filas.settings import Settings
 
+_SECRET_FIELDS = ("password", "secret", "token", "senha")
+
+
+def _masked(value: Any) -> Any:
+    """Credentials (e.g. a login's password on ixc.subscribers) never reach a terminal or a log."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if v and any(s in k.lower() for s in _SECRET_FIELDS) else _masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -39,6 +53,7 @@ def _jsonable(value: Any) -> Any:
     show_default=True,
     help="Stop after this many seconds without a record (0: never).",
 )
+@click.option("--show-secrets", is_flag=True, help="Do not mask password/secret/token fields.")
 @click.pass_obj
 def tail(
     settings: Settings,
@@ -46,6 +61,7 @@ def tail(
     from_beginning: bool,
     max_records: int | None,
     idle_timeout: float,
+    show_secrets: bool,
 ) -> None:
     """Print TOPIC's records as JSON lines (partition, offset, key, value). Reads without a
     consumer group, so it never moves anyone's offsets."""
@@ -80,7 +96,8 @@ def tail(
                 "key": key,
             }
             try:
-                line["value"] = serde.deserialize(msg.value())
+                value = serde.deserialize(msg.value())
+                line["value"] = value if show_secrets else _masked(value)
             except DecodeError as exc:
                 line["error"] = str(exc)
             click.echo(json.dumps(line, default=_jsonable, ensure_ascii=False))
