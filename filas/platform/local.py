@@ -17,6 +17,7 @@ from pathlib import Path
 from filas.errors import PlatformError
 from filas.platform import maven
 from filas.platform.clickhouse import LocalClickHouse
+from filas.platform.java import find_java
 from filas.platform.kafka import SCRAM_MECHANISM, KafkaCluster, ScramUser
 from filas.platform.processes import ServiceProcess
 from filas.platform.registry import LocalRegistry
@@ -28,6 +29,9 @@ from filas.settings import (
 )
 
 Echo = Callable[[str], None]
+# The newest Apicurio Registry built for Java 17 (3.1+ need Java 21); same ccompat API and
+# kafkasql storage, checked with a schema surviving a restart.
+JAVA17_APICURIO_VERSION = "3.0.9"
 
 
 def _quiet(_: str) -> None:
@@ -131,8 +135,27 @@ class LocalPlatform:
             self.local, libs, brokers=layout.brokers, secure=layout.secure
         )
 
+    def registry_version(self) -> str:
+        """The configured Apicurio, or the Java 17 build when no runtime can run the former.
+
+        Apicurio 3.1+ needs Java 21, which Debian 12 does not package (docs/decisions/0003).
+        """
+        configured = self.local.apicurio_version
+        app = self.cache_dir / f"apicurio-{configured}"
+        if configured == JAVA17_APICURIO_VERSION or not maven.is_fetched(app):
+            return configured
+        try:
+            find_java(
+                LocalRegistry.from_settings(
+                    self.local, app, bootstrap_servers="", scram=None
+                ).required_java()
+            )
+        except PlatformError:
+            return JAVA17_APICURIO_VERSION
+        return configured
+
     def registry(self, layout: Layout) -> LocalRegistry:
-        app = self.cache_dir / f"apicurio-{self.local.apicurio_version}"
+        app = self.cache_dir / f"apicurio-{self.registry_version()}"
         bootstrap = layout.external_bootstrap or self.kafka(layout).bootstrap_servers
         return LocalRegistry.from_settings(
             self.local, app, bootstrap_servers=bootstrap, scram=self._scram(layout)
@@ -234,6 +257,13 @@ class LocalPlatform:
             if not maven.is_fetched(self.cache_dir / f"apicurio-{self.local.apicurio_version}"):
                 echo(f"fetching Apicurio Registry from Maven Central (once; {self.cache_dir})...")
             maven.fetch_apicurio(self.cache_dir, self.local.apicurio_version)
+            version = self.registry_version()
+            if version != self.local.apicurio_version:
+                echo(
+                    f"no Java runtime here can run Apicurio {self.local.apicurio_version}; "
+                    f"using {version}, which runs on Java 17"
+                )
+                maven.fetch_apicurio(self.cache_dir, version)
             reg = self.registry(layout)
             times["registry"] = reg.start()
             registry_url = reg.url

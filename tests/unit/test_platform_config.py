@@ -6,17 +6,19 @@ import base64
 import os
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from filas.errors import ConfigurationError, PlatformError
+from filas.platform import local as local_mod
 from filas.platform.clickhouse import LocalClickHouse
 from filas.platform.kafka import KafkaCluster, ScramUser, new_cluster_id
 from filas.platform.local import Layout, RunningPlatform
 from filas.platform.maven import KafkaVersions, broker_artifacts, render_pom, tools_artifacts
 from filas.platform.processes import ServiceProcess, free_port_block, wait_until
-from filas.settings import ClickHouseSettings, SecurityProtocol
+from filas.settings import ClickHouseSettings, LocalPlatformSettings, SecurityProtocol
 
 
 def _cluster(tmp_path: Path, brokers: int, scram: ScramUser | None = None) -> KafkaCluster:
@@ -213,3 +215,33 @@ def test_wait_until_times_out(tmp_path: Path) -> None:
 def test_free_port_block_is_consecutive() -> None:
     base = free_port_block(4)
     assert 1024 < base <= 65535 - 4
+
+
+def _fake_apicurio(cache: Path, version: str, class_major: int) -> None:
+    """A fetched-looking Apicurio app whose one class has the given class file version."""
+    app = cache / f"apicurio-{version}"
+    (app / "app").mkdir(parents=True)
+    (app / "quarkus-run.jar").write_bytes(b"")
+    with zipfile.ZipFile(app / "app" / f"apicurio-registry-app-{version}.jar", "w") as zf:
+        zf.writestr("X.class", b"\xca\xfe\xba\xbe\x00\x00" + class_major.to_bytes(2, "big"))
+    (app / ".complete").write_text("done\n")
+
+
+def test_registry_falls_back_to_java17_build_without_java21(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_apicurio(tmp_path / "cache", "3.3.3", 65)  # class file 65 = Java 21
+    platform = local_mod.LocalPlatform(
+        LocalPlatformSettings(home=tmp_path, cache_dir=tmp_path / "cache", apicurio_version="3.3.3")
+    )
+
+    def only_java17(release: int) -> str:
+        if release > 17:
+            raise PlatformError("no Java 21")
+        return "/usr/bin/java"
+
+    monkeypatch.setattr(local_mod, "find_java", only_java17)
+    assert platform.registry_version() == local_mod.JAVA17_APICURIO_VERSION
+
+    monkeypatch.setattr(local_mod, "find_java", lambda release: "/opt/jdk21/bin/java")
+    assert platform.registry_version() == "3.3.3"
