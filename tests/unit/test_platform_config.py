@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from filas.errors import ConfigurationError, PlatformError
+from filas.platform import clickhouse as ch_mod
 from filas.platform import local as local_mod
 from filas.platform.clickhouse import LocalClickHouse
 from filas.platform.kafka import KafkaCluster, ScramUser, new_cluster_id
@@ -245,3 +247,45 @@ def test_registry_falls_back_to_java17_build_without_java21(
 
     monkeypatch.setattr(local_mod, "find_java", lambda release: "/opt/jdk21/bin/java")
     assert platform.registry_version() == "3.3.3"
+
+
+def test_clickhouse_is_installed_with_apt_when_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "apt-calls.log"
+    installed = tmp_path / "installed"
+    fake_apt = tmp_path / "apt-get"
+    fake_apt.write_text(
+        "#!/bin/sh\n"
+        f'echo "$DEBIAN_FRONTEND $*" >> {calls}\n'
+        f'[ "$1" = install ] && touch {installed}\n'
+        "exit 0\n"
+    )
+    fake_apt.chmod(0o755)
+
+    def which(name: str) -> str | None:
+        if name == "apt-get":
+            return str(fake_apt)
+        if name == ch_mod.SERVER_BINARY and installed.exists():
+            return "/usr/bin/clickhouse-server"
+        return None
+
+    monkeypatch.setattr(shutil, "which", which)
+    monkeypatch.setattr(ch_mod, "_sbin", lambda name: None)
+    assert ch_mod.ensure_installed() == "/usr/bin/clickhouse-server"
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "noninteractive update"
+    assert lines[1].startswith("noninteractive install -y")
+    assert lines[1].endswith("clickhouse-server clickhouse-client")
+
+
+def test_clickhouse_install_failure_is_a_platform_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_apt = tmp_path / "apt-get"
+    fake_apt.write_text("#!/bin/sh\necho 'E: Unable to locate package' >&2\nexit 100\n")
+    fake_apt.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake_apt) if name == "apt-get" else None)
+    monkeypatch.setattr(ch_mod, "_sbin", lambda name: None)
+    with pytest.raises(PlatformError, match="Unable to locate package"):
+        ch_mod.ensure_installed()
