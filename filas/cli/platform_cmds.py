@@ -39,10 +39,15 @@ def up(
 
 
 @click.command("down")
+@click.option("--purge", is_flag=True, help="Also delete data, logs and state (not the cache).")
 @click.pass_obj
-def down(settings: Settings) -> None:
-    """Stop every local service started by 'filas up' (data is kept)."""
-    stopped = _platform(settings).down(echo=click.echo)
+def down(settings: Settings, purge: bool) -> None:
+    """Stop every local service started by 'filas up' (data is kept unless --purge)."""
+    platform = _platform(settings)
+    if purge:
+        platform.purge(echo=click.echo)
+        return
+    stopped = platform.down(echo=click.echo)
     click.echo("nothing was running" if not stopped else f"stopped: {', '.join(stopped)}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -328,6 +329,23 @@ class LocalPlatform:
                 echo(f"stopped {stray.name}")
         self.state_path.unlink(missing_ok=True)
         return stopped
+
+    def purge(self, echo: Echo = _quiet) -> list[Path]:
+        """Stop everything, then delete data, logs and state under home; keep the download cache."""
+        self.down(echo)
+        removed: list[Path] = []
+        if not self.home.is_dir():
+            return removed
+        for entry in sorted(self.home.iterdir()):
+            if entry == self.cache_dir or self.cache_dir.is_relative_to(entry):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+            echo(f"removed {entry}")
+        return removed
 
 
 def _describe(layout: Layout) -> str:

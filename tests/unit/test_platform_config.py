@@ -289,3 +289,15 @@ def test_clickhouse_install_failure_is_a_platform_error(
     monkeypatch.setattr(ch_mod, "_sbin", lambda name: None)
     with pytest.raises(PlatformError, match="Unable to locate package"):
         ch_mod.ensure_installed()
+
+
+def test_purge_keeps_the_download_cache(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for path in ("cache/kafka-4.1.0/libs/x.jar", "kafka-1n/node-0/data/x", "logs/kafka-0.log"):
+        (home / path).parent.mkdir(parents=True, exist_ok=True)
+        (home / path).write_text("x")
+    (home / "platform.env").write_text("X=1\n")
+    platform = local_mod.LocalPlatform(LocalPlatformSettings(home=home))
+    platform.purge()
+    assert sorted(p.name for p in home.iterdir()) == ["cache"]
+    assert (home / "cache/kafka-4.1.0/libs/x.jar").exists()
