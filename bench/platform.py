@@ -35,6 +35,7 @@ def services(*, registry: bool = True, clickhouse: bool = False) -> Iterator[Set
         kafka_port=kafka_port,
         controller_port=kafka_port + 1,
         registry_port=free_port(),
+        registry_management_port=free_port(),
         clickhouse_tcp_port=free_port(),
         clickhouse_http_port=free_port(),
     )

@@ -4,25 +4,34 @@ Each test module here starts its own cluster (own home, own free ports): killing
 session platform would break every other test. Records carry unique ids; after the fault, every
 id the producer saw acknowledged must be read back, exactly.
 
-The producer uses the SDK's real librdkafka config (``producers.sdk.producer_config``: acks=all,
-idempotent) on a plain confluent_kafka Producer, since these topics are not in the catalog.
+Events go through the producer SDK (``EventProducer.emit``: Avro, keyed, acks=all, idempotent)
+into the catalog's accounting topic under a per-test prefix; the clusters have no registry, so
+the serializer uses confluent's in-process mock registry (same wire format).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer
 
+from filas.admin.topics import TopicAdmin
+from filas.bootstrap import Serdes
+from filas.catalog import Catalog
+from filas.catalog.radius import ACCOUNTING
 from filas.platform.kafka import KafkaCluster
 from filas.platform.maven import KafkaVersions, fetch_kafka
 from filas.platform.testing import local_settings
-from filas.settings import KafkaSettings
-from producers.sdk import producer_config
+from filas.settings import KafkaSettings, RegistrySettings
+from producers.envelope import envelope
+from producers.sdk import Delivery, DeliveryCallback, DeliveryFailure, EventProducer
+from schemas.catalog import SchemaCatalog
+from schemas.registry_client import SchemaRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -62,16 +71,35 @@ def one_broker(
         cluster.stop(grace_s=20)
 
 
-def _create_topic(cluster: KafkaCluster, topic: str, replication: int, min_isr: int) -> None:
-    admin = AdminClient(cluster.client_config())
-    new = NewTopic(
-        topic,
-        num_partitions=3,
-        replication_factor=replication,
-        config={"min.insync.replicas": str(min_isr)},
-    )
-    for future in admin.create_topics([new]).values():
-        future.result(timeout=60)
+def _catalog(cluster: KafkaCluster, prefix: str) -> Catalog:
+    """Just the accounting topic, applied as the catalog says (replication 3, min.insync 2 on
+    three brokers; clamped to 1/1 on one)."""
+    catalog = Catalog.build(prefix)
+    spec = catalog.resolve(ACCOUNTING)
+    only = Catalog({spec.name: spec}, prefix)
+    TopicAdmin(KafkaSettings(bootstrap_servers=cluster.bootstrap_servers)).apply(only)
+    return only
+
+
+def _serdes() -> Serdes:
+    # The fault clusters run without a registry; confluent's in-process mock gives the same
+    # wire format, and the SDK path under test is otherwise the production one.
+    registry = SchemaRegistry(RegistrySettings(url="mock://faults"))
+    return Serdes(SchemaCatalog.load(), registry)
+
+
+def _record(record_id: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "envelope": envelope("fault-test"),
+        "login": f"cliente{record_id % 97}@fibra",
+        "status_type": "interim_update",
+        "session_id": f"S{record_id}",
+        "nas_ip_address": "10.0.0.1",
+        "input_octets": record_id,  # the id each acknowledgement is counted by
+        "event_at": now,
+        "received_at": now,
+    }
 
 
 class _Tally:
@@ -81,45 +109,52 @@ class _Tally:
         self.acked: set[int] = set()
         self.failed: dict[int, str] = {}
 
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        record_id = int(msg.value())
-        if err is None:
-            self.acked.add(record_id)
-        else:
-            self.failed[record_id] = str(err)
+    def callback(self, record_id: int) -> DeliveryCallback:
+        def on_delivery(ok: Delivery | None, failure: DeliveryFailure | None) -> None:
+            if ok is not None:
+                self.acked.add(record_id)
+            else:
+                self.failed[record_id] = failure.error if failure else "?"
+
+        return on_delivery
+
+
+def _sdk_producer(
+    cluster: KafkaCluster, catalog: Catalog, serdes: Serdes, **kafka: Any
+) -> EventProducer:
+    settings = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, linger_ms=5, **kafka)
+    return EventProducer(settings, catalog, serdes)
 
 
 def _produce_with_fault(
     cluster: KafkaCluster,
-    topic: str,
+    catalog: Catalog,
+    serdes: Serdes,
     fault: Callable[[], None],
     recover: Callable[[], object] | None = None,
 ) -> _Tally:
-    """Produce RECORDS ids at a steady pace; call ``fault()`` at FAULT_AT, ``recover()`` at
-    twice that; then wait for every outstanding ack."""
-    settings = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, linger_ms=5)
-    producer = Producer(producer_config(settings))
+    """Emit RECORDS events through the SDK at a steady pace; call ``fault()`` at FAULT_AT,
+    ``recover()`` at twice that; then wait for every outstanding ack."""
+    producer = _sdk_producer(cluster, catalog, serdes)
     tally = _Tally()
     for record_id in range(RECORDS):
         if record_id == FAULT_AT:
             fault()
         if record_id == 2 * FAULT_AT and recover is not None:
             recover()
-        producer.produce(
-            topic,
-            key=str(record_id % 97).encode(),
-            value=str(record_id).encode(),
-            on_delivery=tally.on_delivery,
-        )
+        producer.emit(ACCOUNTING, _record(record_id), on_delivery=tally.callback(record_id))
         producer.poll(0)
         if record_id % 100 == 0:
             time.sleep(0.05)
-    remaining = producer.flush(150)
-    assert remaining == 0, f"{remaining} records never got an answer from the cluster"
+    producer.flush(150)
     return tally
 
 
-def _consume_ids(cluster: KafkaCluster, topic: str, group: str, want: set[int]) -> list[int]:
+def _consume_ids(
+    cluster: KafkaCluster, catalog: Catalog, serdes: Serdes, group: str, want: set[int]
+) -> list[int]:
+    spec = catalog.resolve(ACCOUNTING)
+    serde = serdes(spec)
     consumer = Consumer(
         {
             **cluster.client_config(),
@@ -128,7 +163,7 @@ def _consume_ids(cluster: KafkaCluster, topic: str, group: str, want: set[int]) 
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    consumer.subscribe([spec.name])
     seen: list[int] = []
     deadline = time.monotonic() + 90
     try:
@@ -136,13 +171,13 @@ def _consume_ids(cluster: KafkaCluster, topic: str, group: str, want: set[int]) 
             msg = consumer.poll(1.0)
             if msg is None or msg.error() is not None:
                 continue
-            seen.append(int(msg.value()))
+            seen.append(serde.deserialize(msg.value())["input_octets"])
         # Drain a little longer so ids beyond ``want`` (unexpected extras) show up too.
         end = time.monotonic() + 2
         while time.monotonic() < end:
             msg = consumer.poll(0.5)
             if msg is not None and msg.error() is None:
-                seen.append(int(msg.value()))
+                seen.append(serde.deserialize(msg.value())["input_octets"])
     finally:
         consumer.close()
     return seen
@@ -151,13 +186,12 @@ def _consume_ids(cluster: KafkaCluster, topic: str, group: str, want: set[int]) 
 def test_kill_one_of_three_brokers_mid_stream_loses_no_acked_record(
     three_brokers: KafkaCluster, unique_name: str
 ) -> None:
-    topic = f"{unique_name}kill"
-    _create_topic(three_brokers, topic, replication=3, min_isr=2)
+    catalog, serdes = _catalog(three_brokers, unique_name), _serdes()
     # Node 0 is a voter and may be the active controller: the harder case.
-    tally = _produce_with_fault(three_brokers, topic, lambda: three_brokers.kill_node(0))
+    tally = _produce_with_fault(three_brokers, catalog, serdes, lambda: three_brokers.kill_node(0))
     assert three_brokers.running_nodes() == [1, 2]
 
-    seen = _consume_ids(three_brokers, topic, f"{unique_name}g", tally.acked)
+    seen = _consume_ids(three_brokers, catalog, serdes, f"{unique_name}g", tally.acked)
 
     lost = tally.acked - set(seen)
     assert not lost, f"{len(lost)} acknowledged ids never consumed, e.g. {sorted(lost)[:10]}"
@@ -176,18 +210,14 @@ def test_two_of_three_down_refuses_acks_all_writes(
     three_brokers: KafkaCluster, unique_name: str
 ) -> None:
     """With min.insync.replicas=2, one replica left must refuse writes, not accept them."""
-    topic = f"{unique_name}isr"
-    _create_topic(three_brokers, topic, replication=3, min_isr=2)
+    catalog, serdes = _catalog(three_brokers, unique_name), _serdes()
     three_brokers.stop_node(1)
     three_brokers.stop_node(2)
     try:
-        settings = KafkaSettings(
-            bootstrap_servers=three_brokers.bootstrap_servers, delivery_timeout_ms=8000
-        )
-        producer = Producer(producer_config(settings))
+        producer = _sdk_producer(three_brokers, catalog, serdes, delivery_timeout_ms=8000)
         tally = _Tally()
         for record_id in range(20):
-            producer.produce(topic, value=str(record_id).encode(), on_delivery=tally.on_delivery)
+            producer.emit(ACCOUNTING, _record(record_id), on_delivery=tally.callback(record_id))
         producer.flush(30)
         assert not tally.acked, "a write was acknowledged with only one in-sync replica"
         assert len(tally.failed) == 20
@@ -200,15 +230,15 @@ def test_two_of_three_down_refuses_acks_all_writes(
 def test_single_broker_restart_mid_stream_loses_no_acked_record(
     one_broker: KafkaCluster, unique_name: str
 ) -> None:
-    topic = f"{unique_name}restart"
-    _create_topic(one_broker, topic, replication=1, min_isr=1)
+    catalog, serdes = _catalog(one_broker, unique_name), _serdes()
     tally = _produce_with_fault(
         one_broker,
-        topic,
+        catalog,
+        serdes,
         fault=lambda: one_broker.stop_node(0),
         recover=lambda: one_broker.start_node(0),
     )
-    seen = _consume_ids(one_broker, topic, f"{unique_name}g", tally.acked)
+    seen = _consume_ids(one_broker, catalog, serdes, f"{unique_name}g", tally.acked)
     lost = tally.acked - set(seen)
     assert not lost, f"{len(lost)} acknowledged ids never consumed, e.g. {sorted(lost)[:10]}"
     assert len(seen) == len(set(seen)), "duplicates in the log"
