@@ -130,6 +130,40 @@ class IxcSettings(BaseModel):
     verify_tls: bool = True
 
 
+class RadiusSettings(BaseModel):
+    """The RADIUS gateway (``filas radius serve``): ports, secrets, reply policy, event buffer."""
+
+    model_config = _FROZEN
+
+    bind_host: str = "0.0.0.0"  # noqa: S104 - a RADIUS server listens for every NAS
+    auth_port: int = Field(default=1812, ge=0, le=65535)
+    acct_port: int = Field(default=1813, ge=0, le=65535)
+    # Secret store: Nas.secret_ref -> shared secret. The Nas record never carries the secret
+    # (docs/decisions/0020), e.g. FILAS_RADIUS__NAS_SECRETS='{"ixc/nas/1/radius-secret":"..."}'.
+    nas_secrets: dict[str, SecretStr] = {}
+    # BlastRADIUS (CVE-2024-3596): False ignores a Nas record's opt-out and requires
+    # Message-Authenticator from every NAS.
+    allow_message_authenticator_opt_out: bool = True
+    # RFC 5080 duplicate detection: a retransmission inside this window gets the cached reply.
+    duplicate_window_s: float = 5.0
+    # Late payers (contract status BLOCKED): "block_pool" accepts into block_pool at
+    # block_rate_limit, "reject" answers Access-Reject (reason blocked_non_payment).
+    blocked_policy: Literal["block_pool", "reject"] = "reject"
+    block_pool: str = "bloqueados"
+    block_rate_limit: str = "256k/256k"
+    # REDUCED contracts keep their session at this rate (IXC's "reduced speed" state).
+    reduced_rate_limit: str = "1M/1M"
+    default_pool: str | None = None
+    session_timeout_s: int = 86_400
+    acct_interim_interval_s: int = 300
+    # Events waiting for Kafka while it is down; beyond this the oldest are dropped and counted.
+    event_buffer_max: int = Field(default=100_000, ge=1)
+    # Name written into every event; None means host:pid.
+    gateway_instance: str | None = None
+    # Start answering only after the replica read the state topics up to their end (or this).
+    replica_ready_timeout_s: float = 60.0
+
+
 class TopicsSettings(BaseModel):
     model_config = _FROZEN
 
@@ -180,5 +214,6 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     ixc: IxcSettings = IxcSettings()
+    radius: RadiusSettings = RadiusSettings()
     topics: TopicsSettings = TopicsSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()

@@ -11,6 +11,7 @@ from filas.cli import (
     emit_cmd,
     ixc_cmds,
     platform_cmds,
+    radius_cmds,
     schema_cmds,
     tail_cmd,
     topic_cmds,
@@ -26,7 +27,16 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Settings()
 
 
-for _module in (platform_cmds, config_cmd, topic_cmds, schema_cmds, emit_cmd, tail_cmd, ixc_cmds):
+for _module in (
+    platform_cmds,
+    config_cmd,
+    topic_cmds,
+    schema_cmds,
+    emit_cmd,
+    tail_cmd,
+    ixc_cmds,
+    radius_cmds,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -1,0 +1,58 @@
+"""``filas radius ...``: the RADIUS gateway (auth + accounting from a local replica)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from filas.settings import Settings
+
+
+@click.group("radius")
+def radius() -> None:
+    """RADIUS gateway for the ISP's NAS (PPPoE/IPoE/hotspot), answering from a local replica."""
+
+
+@radius.command("serve")
+@click.option("--stats-every", default=30.0, show_default=True, help="Seconds between stat lines.")
+@click.pass_obj
+def serve(settings: Settings, stats_every: float) -> None:
+    """Serve Access/Accounting-Requests on FILAS_RADIUS__AUTH_PORT / ACCT_PORT.
+
+    Reads ixc.subscribers, ixc.contracts and ixc.nas into memory first; NAS secrets come from
+    FILAS_RADIUS__NAS_SECRETS (secret_ref -> secret). Events go to radius.* asynchronously.
+    """
+    from producers.radius.service import GatewayService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        service = GatewayService(settings)
+        await service.start()
+        click.echo(
+            f"radius gateway up: auth {service.gateway.auth_port} acct {service.gateway.acct_port}",
+            err=True,
+        )
+        try:
+            while True:
+                await asyncio.sleep(stats_every)
+                stats = service.gateway.stats.as_dict()
+                events = service.publisher.stats
+                click.echo(
+                    " ".join(f"{k}={v}" for k, v in stats.items() if v)
+                    + f" events_buffered={service.publisher.buffered}"
+                    f" events_delivered={events.delivered} events_dropped={events.dropped}",
+                    err=True,
+                )
+        finally:
+            await service.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
+COMMANDS: list[click.Command] = [radius]

@@ -1,0 +1,467 @@
+"""The RADIUS gateway: asyncio UDP endpoints answering NAS requests from the local replica.
+
+Per packet (all in memory, no await on the hot path):
+1. the source IP must be a known NAS with a secret in the store, else drop + log (never answer);
+2. RFC 5080 duplicate detection: same source, identifier and authenticator inside the window
+   gets the cached reply, never a second decision;
+3. Access-Request: Message-Authenticator verified when present and required unless the NAS record
+   opts out (BlastRADIUS); PAP/CHAP checked against the replica; decision by ``policy.decide``;
+   Accounting-Request: Request Authenticator verified, answered at once;
+4. the AuthRequest/AuthDecision/AccountingRecord events go to an ``EventSink`` after the reply.
+Malformed packets are counted and dropped; no exception escapes a datagram handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
+from filas.settings import RadiusSettings
+from producers.envelope import envelope
+from producers.radius import policy
+from producers.radius.errors import MalformedPacket
+from producers.radius.events import EventSink
+from producers.radius.pyrad_adapter import (
+    ACCESS_REQUEST,
+    ACCOUNTING_REQUEST,
+    RadiusCodec,
+    RadiusRequest,
+    peek_header,
+)
+from streams.radius.replica import NasEntry, StateReplica, normalize_mac
+
+logger = logging.getLogger(__name__)
+
+SOURCE_SYSTEM = "filas-radius-gateway"
+
+_SERVICE_TYPES = {
+    "Framed-User": "framed_user",
+    "Login-User": "login_user",
+    "Call-Check": "call_check",
+    "Authorize-Only": "authorize_only",
+    "Outbound-User": "outbound_user",
+}
+_STATUS_TYPES = {
+    "Start": "start",
+    "Interim-Update": "interim_update",
+    "Stop": "stop",
+    "Accounting-On": "accounting_on",
+    "Accounting-Off": "accounting_off",
+}
+_TERMINATE_CAUSES = frozenset(
+    {
+        "user_request", "lost_carrier", "lost_service", "idle_timeout", "session_timeout",
+        "admin_reset", "admin_reboot", "port_error", "nas_error", "nas_request", "nas_reboot",
+        "port_unneeded", "port_preempted", "port_suspended", "service_unavailable", "callback",
+        "user_error", "host_request",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class GatewayStats:
+    received: int = 0
+    answered: int = 0
+    accepts: int = 0
+    rejects: int = 0
+    accounting: int = 0
+    duplicates: int = 0
+    dropped_malformed: int = 0
+    dropped_unknown_nas: int = 0
+    dropped_no_secret: int = 0
+    dropped_missing_message_authenticator: int = 0
+    dropped_bad_authenticator: int = 0
+    dropped_unsupported: int = 0
+    internal_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class DuplicateCache:
+    """RFC 5080 section 2.2.2: (source, identifier, authenticator) -> reply, for ``window_s``."""
+
+    def __init__(self, window_s: float, max_entries: int = 200_000) -> None:
+        self._window = window_s
+        self._max = max_entries
+        self._entries: OrderedDict[tuple[str, int, int, bytes], tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: tuple[str, int, int, bytes], now: float) -> bytes | None:
+        self._expire(now)
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None else None
+
+    def put(self, key: tuple[str, int, int, bytes], reply: bytes, now: float) -> None:
+        self._entries[key] = (now + self._window, reply)
+        if len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            first = next(iter(entries.values()))
+            if first[0] > now:
+                return
+            entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RadiusGateway:
+    def __init__(
+        self,
+        settings: RadiusSettings,
+        replica: StateReplica,
+        events: EventSink,
+        codec: RadiusCodec | None = None,
+    ) -> None:
+        self.settings = settings
+        self.replica = replica
+        self.events = events
+        self.codec = codec or RadiusCodec()
+        self.stats = GatewayStats()
+        self.instance = settings.gateway_instance or default_instance()
+        # nas_id -> whether its last Access-Request carried Message-Authenticator.
+        self.nas_sends_message_authenticator: dict[str, bool] = {}
+        self._secrets = {
+            ref: secret.get_secret_value().encode() for ref, secret in settings.nas_secrets.items()
+        }
+        self._dedupe = DuplicateCache(settings.duplicate_window_s)
+        self._transports: list[asyncio.DatagramTransport] = []
+        self.auth_port = 0
+        self.acct_port = 0
+        self._unknown_logged: dict[str, float] = {}
+
+    # ---- network --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.settings.bind_host
+        for port, handler in (
+            (self.settings.auth_port, self.handle_auth),
+            (self.settings.acct_port, self.handle_acct),
+        ):
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_Endpoint, handler, self), local_addr=(host, port)
+            )
+            self._transports.append(transport)
+        self.auth_port = self._transports[0].get_extra_info("sockname")[1]
+        self.acct_port = self._transports[1].get_extra_info("sockname")[1]
+        logger.info(
+            "radius gateway %s listening on %s auth %d acct %d",
+            self.instance,
+            host,
+            self.auth_port,
+            self.acct_port,
+        )
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+
+    # ---- shared steps ---------------------------------------------------------------------
+
+    def _nas_and_secret(self, ip: str) -> tuple[NasEntry, bytes] | None:
+        nas = self.replica.nas(ip)
+        if nas is None or not nas.active:
+            self.stats.dropped_unknown_nas += 1
+            self._log_once(ip, "radius: dropped packet from unknown NAS %s", ip)
+            return None
+        secret = self._secrets.get(nas.secret_ref)
+        if secret is None:
+            self.stats.dropped_no_secret += 1
+            self._log_once(
+                ip, "radius: NAS %s (%s): no secret %r in the store", nas.nas_id, ip, nas.secret_ref
+            )
+            return None
+        return nas, secret
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._unknown_logged.get(key, -1e9) > 60:
+            self._unknown_logged[key] = now
+            logger.warning(message, *args)
+
+    def _receive(
+        self, data: bytes, addr: tuple[str, int], expected_code: int
+    ) -> tuple[NasEntry, RadiusRequest, tuple[str, int, int, bytes], float] | bytes | None:
+        """Common front: NAS lookup, duplicate check, decode. Returns a cached reply (bytes),
+        None to drop, or what the handler needs."""
+        self.stats.received += 1
+        try:
+            header = peek_header(data)
+        except MalformedPacket:
+            self.stats.dropped_malformed += 1
+            return None
+        if header.code != expected_code:
+            self.stats.dropped_unsupported += 1
+            return None
+        found = self._nas_and_secret(addr[0])
+        if found is None:
+            return None
+        nas, secret = found
+        now = time.monotonic()
+        key = (addr[0], addr[1], header.identifier, header.authenticator)
+        cached = self._dedupe.get(key, now)
+        if cached is not None:
+            self.stats.duplicates += 1
+            return cached
+        try:
+            request = self.codec.decode(data, secret)
+        except MalformedPacket:
+            self.stats.dropped_malformed += 1
+            return None
+        return nas, request, key, now
+
+    # ---- Access-Request -------------------------------------------------------------------
+
+    def handle_auth(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
+        received = self._receive(data, addr, ACCESS_REQUEST)
+        if received is None or isinstance(received, bytes):
+            return received
+        nas, request, key, started = received
+        codec = self.codec
+        self.nas_sends_message_authenticator[nas.nas_id] = request.has_message_authenticator
+        if request.has_message_authenticator:
+            if not codec.message_authenticator_valid(request):
+                self.stats.dropped_bad_authenticator += 1
+                self._log_once(
+                    f"ma:{nas.nas_id}", "radius: bad Message-Authenticator from NAS %s", nas.nas_id
+                )
+                return None
+        elif nas.requires_message_authenticator or not (
+            self.settings.allow_message_authenticator_opt_out
+        ):
+            self.stats.dropped_missing_message_authenticator += 1
+            self._log_once(
+                f"noma:{nas.nas_id}",
+                "radius: Access-Request without Message-Authenticator from NAS %s dropped",
+                nas.nas_id,
+            )
+            return None
+        login = request.text("User-Name")
+        if not login:
+            self.stats.dropped_malformed += 1
+            return None
+
+        method = codec.credential(request)
+        subscriber = self.replica.subscriber(login)
+
+        def check(password: str) -> bool:
+            if method == "PAP":
+                return codec.check_pap(request, password)
+            return method == "CHAP" and codec.check_chap(request, password)
+
+        calling = request.text("Calling-Station-Id")
+        decision = policy.decide(
+            subscriber=subscriber,
+            contract_status=(
+                self.replica.contract_status.get(subscriber.contract_id) if subscriber else None
+            ),
+            nas=nas,
+            calling_station_id=calling,
+            password_ok=check,
+            settings=self.settings,
+        )
+        reply = codec.access_reply(request, accept=decision.accept, attributes=decision.attributes)
+        self._dedupe.put(key, reply, started)
+        self.stats.answered += 1
+        if decision.accept:
+            self.stats.accepts += 1
+        else:
+            self.stats.rejects += 1
+        latency_us = int((time.monotonic() - started) * 1_000_000)
+        # Events after the reply is built; the endpoint sends it right after we return.
+        try:
+            contract_id = subscriber.contract_id if subscriber else None
+            self._publish_auth(
+                request, nas, addr, login, method, calling, decision, latency_us, contract_id
+            )
+        except Exception:  # an event problem must never cost the NAS its answer
+            self.stats.internal_errors += 1
+            logger.exception("radius: building auth events failed")
+        return reply
+
+    def _publish_auth(
+        self,
+        request: RadiusRequest,
+        nas: NasEntry,
+        addr: tuple[str, int],
+        login: str,
+        method: str,
+        calling: str | None,
+        decision: policy.Decision,
+        latency_us: int,
+        contract_id: str | None,
+    ) -> None:
+        now = datetime.now(UTC)
+        request_envelope = envelope(SOURCE_SYSTEM)
+        service = request.text("Service-Type")
+        port_type = request.first("NAS-Port-Type")
+        self.events.publish(
+            AUTH_REQUESTS,
+            {
+                "envelope": request_envelope,
+                "login": login,
+                "nas_id": nas.nas_id,
+                "nas_ip_address": request.text("NAS-IP-Address") or addr[0],
+                "nas_identifier": request.text("NAS-Identifier"),
+                "nas_port": request.number("NAS-Port"),
+                "nas_port_id": request.text("NAS-Port-Id"),
+                "nas_port_type": None if port_type is None else str(port_type),
+                "calling_station_id": normalize_mac(calling) if calling else None,
+                "called_station_id": request.text("Called-Station-Id"),
+                "auth_method": method,
+                "service_type": None if service is None else _SERVICE_TYPES.get(service, "other"),
+                "framed_protocol": request.text("Framed-Protocol"),
+                "packet_identifier": request.identifier,
+                "source_address": f"{addr[0]}:{addr[1]}",
+                "received_at": now - timedelta(microseconds=latency_us),
+                "gateway_instance": self.instance,
+            },
+        )
+        self.events.publish(
+            AUTH_DECISIONS,
+            {
+                "envelope": envelope(SOURCE_SYSTEM, correlation_id=request_envelope["event_id"]),
+                "login": login,
+                "request_event_id": request_envelope["event_id"],
+                "decision": "accept" if decision.accept else "reject",
+                "reason": decision.reason,
+                "reply_message": decision.reply_message,
+                "reply_attributes": {k: str(v) for k, v in decision.attributes.items()},
+                "contract_id": contract_id,
+                "pool": decision.pool,
+                "framed_ip_address": decision.framed_ip,
+                "rate_limit": decision.rate_limit,
+                "nas_ip_address": request.text("NAS-IP-Address") or addr[0],
+                "latency_us": latency_us,
+                "decided_at": now,
+                "gateway_instance": self.instance,
+            },
+        )
+
+    # ---- Accounting-Request ---------------------------------------------------------------
+
+    def handle_acct(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
+        received = self._receive(data, addr, ACCOUNTING_REQUEST)
+        if received is None or isinstance(received, bytes):
+            return received
+        nas, request, key, started = received
+        codec = self.codec
+        if not codec.accounting_authenticator_valid(request) or (
+            request.has_message_authenticator and not codec.message_authenticator_valid(request)
+        ):
+            self.stats.dropped_bad_authenticator += 1
+            self._log_once(
+                f"acct:{nas.nas_id}", "radius: bad accounting authenticator from %s", nas.nas_id
+            )
+            return None
+        status = request.text("Acct-Status-Type")
+        status_type = _STATUS_TYPES.get(status or "")
+        if status_type is None:
+            self.stats.dropped_malformed += 1
+            return None
+        reply = codec.accounting_reply(request)
+        self._dedupe.put(key, reply, started)
+        self.stats.answered += 1
+        self.stats.accounting += 1
+        try:
+            self._publish_accounting(request, nas, addr, status_type)
+        except Exception:
+            self.stats.internal_errors += 1
+            logger.exception("radius: building the accounting event failed")
+        return reply
+
+    def _publish_accounting(
+        self, request: RadiusRequest, nas: NasEntry, addr: tuple[str, int], status_type: str
+    ) -> None:
+        now = datetime.now(UTC)
+        login = request.text("User-Name") or f"@nas/{nas.nas_id}"  # Accounting-On/Off
+        session_id = request.text("Acct-Session-Id") or ""
+        delay = request.number("Acct-Delay-Time") or 0
+        stamp = request.number("Event-Timestamp")
+        event_at = datetime.fromtimestamp(stamp, UTC) if stamp else now - timedelta(seconds=delay)
+        cause = request.text("Acct-Terminate-Cause")
+        if cause is not None:
+            cause = cause.lower().replace("-", "_")
+            cause = cause if cause in _TERMINATE_CAUSES else "other"
+        calling = request.text("Calling-Station-Id")
+        unique = hashlib.sha256(f"{nas.nas_id}\0{session_id}\0{login}".encode()).hexdigest()[:32]
+        self.events.publish(
+            ACCOUNTING,
+            {
+                "envelope": envelope(SOURCE_SYSTEM),
+                "login": login,
+                "status_type": status_type,
+                "session_id": session_id,
+                "unique_session_id": unique,
+                "nas_id": nas.nas_id,
+                "nas_ip_address": request.text("NAS-IP-Address") or addr[0],
+                "nas_identifier": request.text("NAS-Identifier"),
+                "nas_port": request.number("NAS-Port"),
+                "nas_port_id": request.text("NAS-Port-Id"),
+                "calling_station_id": normalize_mac(calling) if calling else None,
+                "framed_ip_address": request.text("Framed-IP-Address"),
+                "framed_ipv6_prefix": request.text("Framed-IPv6-Prefix"),
+                "delegated_ipv6_prefix": request.text("Delegated-IPv6-Prefix"),
+                "input_octets": _octets(request, "Input"),
+                "output_octets": _octets(request, "Output"),
+                "input_packets": request.number("Acct-Input-Packets") or 0,
+                "output_packets": request.number("Acct-Output-Packets") or 0,
+                "session_time_s": request.number("Acct-Session-Time") or 0,
+                "terminate_cause": cause if status_type == "stop" else None,
+                "delay_s": delay,
+                "event_at": event_at,
+                "received_at": now,
+            },
+        )
+
+
+def _octets(request: RadiusRequest, direction: str) -> int:
+    low = request.number(f"Acct-{direction}-Octets") or 0
+    high = request.number(f"Acct-{direction}-Gigawords") or 0
+    return (high << 32) + low
+
+
+Handler = Callable[[bytes, tuple[str, int]], bytes | None]
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, handler: Handler, gateway: RadiusGateway) -> None:
+        self._handler = handler
+        self._gateway = gateway
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            reply = self._handler(data, (str(addr[0]), int(addr[1])))
+        except Exception:  # the last line of defence: count, log, keep serving
+            self._gateway.stats.internal_errors += 1
+            logger.exception("radius: unexpected error handling a packet from %s", addr[0])
+            return
+        if reply is not None and self._transport is not None:
+            self._transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("radius: socket error %s", exc)

@@ -1,0 +1,1 @@
+"""RADIUS processors: the subscriber/NAS replica the gateway answers from."""
