@@ -13,6 +13,7 @@ from filas.cli import (
     platform_cmds,
     radius_cmds,
     schema_cmds,
+    sink_cmds,
     tail_cmd,
     topic_cmds,
 )
@@ -35,6 +36,7 @@ for _module in (
     emit_cmd,
     tail_cmd,
     ixc_cmds,
+    sink_cmds,
     radius_cmds,
 ):
     for _command in _module.COMMANDS:

@@ -1,0 +1,1 @@
+"""The ClickHouse sink: every event family into one ReplacingMergeTree table per topic."""

@@ -1,0 +1,406 @@
+"""The ClickHouse sink: Kafka -> Avro decode -> batched row-tuple INSERTs -> commit.
+
+No loss, no duplicates (docs/decisions/0040):
+
+* offsets are committed (synchronously, explicitly) only after ClickHouse acknowledged the
+  INSERT and every dead letter of the batch was acknowledged by Kafka;
+* every row carries its lineage (``_topic``, ``_partition``, ``_offset``); when partitions are
+  assigned, each starts at ``max(_offset) + 1`` of what its table already holds if that is ahead
+  of the committed offset, so a crash between INSERT and commit does not insert the batch again;
+* whatever is still replayed (a crash in the middle of an INSERT) has the same sorting key and
+  collapses in the ``ReplacingMergeTree`` (``FINAL`` at query time).
+
+A record that cannot be decoded, or does not fit its table, goes to ``<topic>.dlq`` with the
+reason; the rest lands. When ClickHouse is down or slow the sink pauses every partition, keeps
+the batch (memory stays bounded by one batch plus one fetch), retries with exponential backoff
+while still polling so it stays in the group, and resumes when the INSERT succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from consumers.clickhouse.client import quote
+from consumers.clickhouse.errors import ClickHouseError, RowConversionError
+from consumers.clickhouse.tables import Table
+from filas.catalog import TopicSpec
+from filas.errors import DecodeError, DeliveryError, FilasError, ValidationError
+from filas.settings import KafkaSettings
+from producers.sdk import EventProducer
+from schemas.dead_letter import SourceRecord, dead_letter
+
+log = logging.getLogger("filas.sink.clickhouse")
+
+PROCESSOR = "clickhouse-sink"
+DEFAULT_GROUP = "filas-clickhouse-sink"
+
+
+class Deserializer(Protocol):
+    def deserialize(self, data: bytes | bytearray | memoryview | None) -> dict[str, Any]: ...
+
+
+class DeadLetterSink(Protocol):
+    """Where undecodable records go: ``send`` queues one, ``flush`` waits for the acks."""
+
+    def send(self, spec: TopicSpec, record: Mapping[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Inserter(Protocol):
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int: ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    batch_rows: int = 10_000
+    linger_s: float = 1.0
+    fetch_max: int = 2_000
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 15.0
+    # How long partition assignment waits for ClickHouse to say what it holds before failing.
+    assign_timeout_s: float = 60.0
+
+
+@dataclass
+class SinkStats:
+    rows: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    skipped: int = 0
+    batches: int = 0
+    retries: int = 0
+    resumed_from_clickhouse: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
+    return dict(kafka.client_config()) | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        # A crashed sink's partitions move to the others within 10 s, not librdkafka's 45 s.
+        "session.timeout.ms": 10_000,
+        # Larger fetches: the sink reads in bulk and writes in batches of thousands.
+        "fetch.min.bytes": 64 * 1024,
+        "fetch.wait.max.ms": 100,
+    }
+
+
+class ClickHouseSink:
+    """Lands the given tables' topics; ``run`` until ``stop`` is set (or ``idle_exit_s``)."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        clickhouse: Inserter,
+        tables: Mapping[str, Table],
+        serdes: Callable[[TopicSpec], Deserializer],
+        dead_letters: DeadLetterSink,
+        config: SinkConfig | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._consumer = consumer
+        self._clickhouse = clickhouse
+        self._tables = dict(tables)
+        self._serdes = {name: serdes(t.topic) for name, t in self._tables.items()}
+        self._redact = {name: t.has_secrets for name, t in self._tables.items()}
+        self._dead_letters = dead_letters
+        self.config = config or SinkConfig()
+        self._sleep = sleep
+        self.stats = SinkStats()
+        # Pending work: rows per table, next offset to commit per (topic, partition).
+        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in self._tables}
+        self._pending = 0
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._batch_started: float | None = None
+        self._paused = False
+        self._flushing = False
+        self._stop = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(
+        self, stop: threading.Event | None = None, *, idle_exit_s: float | None = None
+    ) -> SinkStats:
+        stop = self._stop = stop or threading.Event()
+        self._consumer.subscribe(
+            list(self._tables), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        last_record = time.monotonic()
+        try:
+            while not stop.is_set():
+                timeout = self._poll_timeout()
+                messages = self._consumer.consume(self.config.fetch_max, timeout)
+                for msg in messages:
+                    if msg.error():
+                        self._on_error(msg.error())
+                        continue
+                    self._add(msg)
+                if messages:
+                    last_record = time.monotonic()
+                if self._due():
+                    self.flush()
+                if not self._consumer.assignment():
+                    last_record = time.monotonic()  # joining the group is not idleness
+                elif idle_exit_s is not None and time.monotonic() - last_record > idle_exit_s:
+                    break
+            self.flush()
+        finally:
+            self._consumer.close()
+        return self.stats
+
+    def _poll_timeout(self) -> float:
+        if self._batch_started is None:
+            return min(self.config.linger_s, 0.5)
+        left = self.config.linger_s - (time.monotonic() - self._batch_started)
+        return max(0.0, min(left, 0.5))
+
+    def _due(self) -> bool:
+        if self._batch_started is None:
+            return False
+        return (
+            self._pending >= self.config.batch_rows
+            or time.monotonic() - self._batch_started >= self.config.linger_s
+        )
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.warning("sink: %s (run 'filas topics apply')", error.str())
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("sink: consumer error: %s", error.str())
+
+    # -- one record --------------------------------------------------------------------------
+
+    def _add(self, msg: Any) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if self._batch_started is None:
+            self._batch_started = time.monotonic()
+        self._offsets[(topic, partition)] = offset + 1
+        value = msg.value()
+        if value is None:  # a tombstone on a compacted state topic: nothing to land
+            return
+        table = self._tables[topic]
+        try:
+            record = self._serdes[topic].deserialize(value)
+            row = table.row(record, topic, partition, offset, msg.timestamp()[1])
+        except (DecodeError, ValidationError, RowConversionError) as exc:
+            self._bury(table, msg, exc)
+            return
+        self._rows[topic].append(row)
+        self._pending += 1
+
+    def _bury(self, table: Table, msg: Any, error: FilasError) -> None:
+        stamp = msg.timestamp()[1]
+        source = SourceRecord(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            timestamp_ms=stamp if stamp and stamp > 0 else None,
+            key=msg.key(),
+            value=msg.value(),
+        )
+        if not table.topic.dead_letter:
+            # A topic without a dead-letter queue (filas.logs): its policy is skip.
+            self.stats.skipped += 1
+            log.warning(
+                "sink: %s[%d]@%d skipped: %s", source.topic, source.partition, source.offset, error
+            )
+            return
+        record = dead_letter(source, error, PROCESSOR, redact_value=self._redact[msg.topic()])
+        self._dead_letters.send(table.topic, record)
+        self.stats.dead_letters += 1
+        log.warning(
+            "sink: %s[%d]@%d -> dead letters: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            error,
+        )
+
+    # -- flush -------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Insert every pending row, wait for dead letters, then commit; retry while retriable."""
+        if self._batch_started is None:
+            return
+        self._flushing = True
+        delay = self.config.backoff_initial_s
+        try:
+            while True:
+                try:
+                    self._write()
+                    break
+                except (ClickHouseError, DeliveryError) as exc:
+                    if not exc.retriable:
+                        raise
+                    if self._stop.is_set():
+                        # Shutting down with the batch unwritten: nothing is committed, so the
+                        # next start reads those records again.
+                        log.warning(
+                            "sink: stopping with %d rows unwritten (%s)", self._pending, exc
+                        )
+                        self._abandon()
+                        return
+                    self.stats.retries += 1
+                    self._pause()
+                    log.warning("sink: batch not written (%s); retry in %.2fs", exc, delay)
+                    self._wait(delay)
+                    delay = min(delay * 2, self.config.backoff_max_s)
+        finally:
+            self._flushing = False
+        self._commit()
+        self._resume()
+        self._batch_started = None
+        self.stats.batches += 1
+
+    def _abandon(self) -> None:
+        self._rows = {name: [] for name in self._tables}
+        self._pending = 0
+        self._offsets.clear()
+        self._batch_started = None
+
+    def _write(self) -> None:
+        for name, rows in self._rows.items():
+            if not rows:
+                continue
+            table = self._tables[name]
+            self._clickhouse.insert(table.name, table.insert_columns, rows)
+            self.stats.rows[name] = self.stats.rows.get(name, 0) + len(rows)
+            self._pending -= len(rows)
+            self._rows[name] = []
+        self._dead_letters.flush()
+
+    def _commit(self) -> None:
+        if not self._offsets:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The rows are in ClickHouse; the next owner resumes from max(_offset) + 1.
+            log.warning("sink: commit failed (%s); ClickHouse lineage covers it", exc)
+        self._offsets.clear()
+
+    def _wait(self, seconds: float) -> None:
+        """Back off while serving the group (heartbeats, rebalances); paused: no new records."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            msg = self._consumer.poll(min(left, 0.5))
+            if msg is not None and not msg.error():
+                self._add(msg)  # fetched before the pause took effect: keep it, it is bounded
+
+    def _pause(self) -> None:
+        if not self._paused:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.pause(assignment)
+            self._paused = True
+
+    def _resume(self) -> None:
+        if self._paused:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.resume(assignment)
+            self._paused = False
+
+    # -- rebalance ---------------------------------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._flushing:
+            try:
+                self.flush()
+                return
+            except ClickHouseError as exc:
+                log.warning("sink: flush on revoke failed (%s); the next owner replays", exc)
+        # Not written: forget those partitions' rows; their next owner reads them again.
+        revoked = {(p.topic, p.partition) for p in partitions}
+        for name, rows in self._rows.items():
+            kept = [r for r in rows if (name, r[-3]) not in revoked]
+            self._pending -= len(rows) - len(kept)
+            self._rows[name] = kept
+        for key in revoked:
+            self._offsets.pop(key, None)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        positions = self.start_positions(consumer, partitions)
+        consumer.assign(positions)
+        if self._paused:
+            consumer.pause(positions)
+
+    def start_positions(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """Committed offsets, moved forward to what ClickHouse already holds."""
+        committed = consumer.committed(partitions, timeout=30)
+        held = self._held_offsets({p.topic for p in partitions})
+        for tp in committed:
+            top = held.get((tp.topic, tp.partition))
+            if top is not None and (tp.offset < 0 or top + 1 > tp.offset):
+                log.info(
+                    "sink: %s[%d] resumes at %d from ClickHouse (committed %d)",
+                    tp.topic,
+                    tp.partition,
+                    top + 1,
+                    tp.offset,
+                )
+                key = f"{tp.topic}[{tp.partition}]"
+                self.stats.resumed_from_clickhouse[key] = top + 1
+                tp.offset = top + 1
+        return list(committed)
+
+    def _held_offsets(self, topics: set[str]) -> dict[tuple[str, int], int]:
+        deadline = time.monotonic() + self.config.assign_timeout_s
+        delay = self.config.backoff_initial_s
+        while True:
+            try:
+                held: dict[tuple[str, int], int] = {}
+                for topic in topics:
+                    # Identifiers cannot be parameters; the name is backquoted by quote().
+                    table = quote(self._tables[topic].name)
+                    rows = self._clickhouse.query(
+                        f"SELECT _partition, max(_offset) FROM {table} "  # noqa: S608
+                        "WHERE _topic = %(topic)s GROUP BY _partition",
+                        {"topic": topic},
+                    )
+                    for partition, top in rows:
+                        held[(topic, int(partition))] = int(top)
+                return held
+            except ClickHouseError as exc:
+                if not exc.retriable or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("sink: cannot read held offsets (%s); retry in %.2fs", exc, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max_s)
+
+
+class ProducerDeadLetters:
+    """Dead letters through the producer SDK to each topic's ``.dlq`` topic."""
+
+    def __init__(
+        self, producer: EventProducer, dead_letter_topic: Callable[[TopicSpec], TopicSpec]
+    ) -> None:
+        self._producer = producer
+        self._dlq = dead_letter_topic
+
+    def send(self, spec: TopicSpec, record: Mapping[str, Any]) -> None:
+        self._producer.emit(self._dlq(spec), record)
+
+    def flush(self) -> None:
+        self._producer.flush()

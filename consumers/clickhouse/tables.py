@@ -1,0 +1,161 @@
+"""One ClickHouse table per topic, generated from the topic's Avro value schema.
+
+Layout (docs/decisions/0040): ``ReplacingMergeTree`` partitioned by month of the event's
+``envelope.occurred_at``; ORDER BY (entity, event time, ``_topic``, ``_partition``, ``_offset``),
+where the entity is what analysts filter on (login, device, campaign). Lineage ends the key, so a
+record inserted twice (a replayed batch) has the same sorting key and the copies collapse at merge
+time (``FINAL`` collapses them at query time). Valid on ClickHouse 18.16 and current releases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.clickhouse.client import quote
+from consumers.clickhouse.columns import Column, columns_for_schema, has_secret_fields
+from consumers.clickhouse.errors import RowConversionError, UnsupportedSchemaError
+from filas.catalog import DEAD_LETTER_SCHEMA, Catalog, TopicSpec
+from schemas.catalog import ParsedSchema, SchemaCatalog
+
+EVENT_TIME = "envelope_occurred_at"
+ENGINE = "ReplacingMergeTree()"
+
+# The entity analysts ask about, when it is not the Kafka key (catalog name -> column).
+# Campaign messages and results are keyed by recipient for ordering, but queried per campaign.
+ENTITY_OVERRIDES: Mapping[str, str] = {
+    "campaign.messages": "campaign_id",
+    "campaign.delivery-results": "campaign_id",
+}
+
+
+def _noop(_record: Mapping[str, Any]) -> Any:  # lineage values come from the Kafka message
+    return None
+
+
+LINEAGE: tuple[Column, ...] = (
+    Column("_topic", "String", _noop, "Kafka topic the row was read from."),
+    Column("_partition", "UInt32", _noop, "Kafka partition."),
+    Column(
+        "_offset", "UInt64", _noop, "Kafka offset: with topic and partition, the row's identity."
+    ),
+    Column("_kafka_timestamp_ms", "Int64", _noop, "Kafka record timestamp (epoch ms)."),
+)
+# Filled by the server, never by the sink: event-to-queryable latency is now() - event time.
+INSERTED_AT = Column("_inserted_at", "DateTime DEFAULT now()", _noop, "When the row landed.")
+
+
+def table_name(topic_name: str) -> str:
+    """``t1-radius.accounting`` -> ``t1_radius_accounting``."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", topic_name)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A topic's table: its columns, key and DDL, and how to turn a decoded record into a row."""
+
+    name: str
+    topic: TopicSpec
+    schema_fingerprint: str
+    columns: tuple[Column, ...]
+    entity: str
+    # The schema has credential fields (never columns): dead letters then drop the raw value.
+    has_secrets: bool = False
+
+    @property
+    def order_by(self) -> tuple[str, ...]:
+        return (self.entity, EVENT_TIME, "_topic", "_partition", "_offset")
+
+    @property
+    def partition_by(self) -> str:
+        return f"toYYYYMM({quote(EVENT_TIME)})"
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """Every column the table has (data, lineage, server default), in DDL order."""
+        return (*self.columns, *LINEAGE, INSERTED_AT)
+
+    @property
+    def insert_columns(self) -> tuple[str, ...]:
+        """The columns an INSERT names: data then lineage (``_inserted_at`` is the server's)."""
+        return tuple(c.name for c in (*self.columns, *LINEAGE))
+
+    def create_sql(self, database: str | None = None) -> str:
+        target = f"{quote(database)}.{quote(self.name)}" if database else quote(self.name)
+        lines = ",\n".join(f"    {quote(c.name)} {c.type}" for c in self.all_columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {target}\n(\n{lines}\n)\n"
+            f"ENGINE = {ENGINE}\n"
+            f"PARTITION BY {self.partition_by}\n"
+            f"ORDER BY ({', '.join(quote(c) for c in self.order_by)})"
+        )
+
+    def add_column_sql(self, column: Column, database: str | None = None) -> str:
+        target = f"{quote(database)}.{quote(self.name)}" if database else quote(self.name)
+        return f"ALTER TABLE {target} ADD COLUMN {quote(column.name)} {column.type}"
+
+    def row(
+        self,
+        record: Mapping[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+    ) -> tuple[Any, ...]:
+        """The INSERT tuple for one decoded record; RowConversionError when it does not fit."""
+        try:
+            values = [c.get(record) for c in self.columns]
+        except Exception as exc:  # a getter met a value of an unexpected shape
+            raise RowConversionError(
+                f"{self.name}: record does not fit the table: {type(exc).__name__}: {exc}"
+            ) from exc
+        values.extend((topic, partition, offset, timestamp_ms))
+        return tuple(values)
+
+
+def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None = None) -> Table:
+    """The table for ``spec`` (``catalog_name``: the topic's name without environment prefix)."""
+    expanded = json.loads(schema.canonical)
+    columns = tuple(columns_for_schema(expanded))
+    by_name = {c.name: c for c in columns}
+    if len(by_name) != len(columns):
+        raise UnsupportedSchemaError(f"{schema.fullname}: two fields map to the same column")
+    entity = ENTITY_OVERRIDES.get(catalog_name or spec.name, spec.key_field)
+    for key in (entity, EVENT_TIME):
+        column = by_name.get(key)
+        if column is None:
+            raise UnsupportedSchemaError(f"{schema.fullname}: no column {key!r} for the table key")
+        if column.nullable or column.type.startswith("Array("):
+            raise UnsupportedSchemaError(
+                f"{schema.fullname}: key column {key!r} is {column.type}; ClickHouse 18.16 "
+                "allows no Nullable in ORDER BY"
+            )
+    return Table(
+        name=table_name(spec.name),
+        topic=spec,
+        schema_fingerprint=schema.fingerprint,
+        columns=columns,
+        entity=entity,
+        has_secrets=has_secret_fields(expanded),
+    )
+
+
+def sink_topics(catalog: Catalog, names: Sequence[str] = ()) -> list[TopicSpec]:
+    """The topics the sink lands: ``names`` (catalog names), or every non-dead-letter topic."""
+    if names:
+        return [catalog.get(n) for n in names]
+    return [spec for spec in catalog if spec.value_schema != DEAD_LETTER_SCHEMA]
+
+
+def build_tables(
+    catalog: Catalog, schemas: SchemaCatalog, names: Sequence[str] = ()
+) -> dict[str, Table]:
+    """Tables by topic name, for ``names`` or every event family in the catalog."""
+    tables: dict[str, Table] = {}
+    for spec in sink_topics(catalog, names):
+        bare = spec.name.removeprefix(catalog.prefix)
+        tables[spec.name] = build_table(spec, schemas.get(spec.value_schema), bare)
+    return tables

@@ -1,0 +1,248 @@
+"""The sink loop with in-memory fakes of Kafka, ClickHouse and the dead-letter producer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from consumers.clickhouse.errors import ClickHouseError
+from consumers.clickhouse.sink import ClickHouseSink, SinkConfig
+from consumers.clickhouse.tables import Table, build_table
+from filas.catalog import Catalog, TopicSpec
+from filas.errors import DecodeError
+from schemas.catalog import SchemaCatalog
+
+TOPIC = "radius.accounting"
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int, value: bytes | None) -> None:
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+class FakeConsumer:
+    """Hands out queued messages from assigned, unpaused partitions; records commits."""
+
+    def __init__(self, messages: list[FakeMessage], committed: Mapping[int, int] | None = None):
+        self.queue = list(messages)
+        self.committed_offsets: dict[int, int] = dict(committed or {})
+        self.commits: list[dict[int, int]] = []
+        self.paused: set[int] = set()
+        self.assigned: list[TopicPartition] = []
+        self.pause_calls = 0
+        self.on_assign: Any = None
+        self.closed = False
+
+    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any) -> None:
+        self.on_assign = on_assign
+        on_assign(self, [TopicPartition(TOPIC, p) for p in (0, 1)])
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001))
+            for tp in partitions
+        ]
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = partitions
+        starts = {tp.partition: tp.offset for tp in partitions}
+        self.queue = [m for m in self.queue if m.offset() >= starts.get(m.partition(), -1)]
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.assigned
+
+    def _take(self, n: int) -> list[FakeMessage]:
+        out = [m for m in self.queue if m.partition() not in self.paused][:n]
+        for m in out:
+            self.queue.remove(m)
+        return out
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        return self._take(n)
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        taken = self._take(1)
+        return taken[0] if taken else None
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.pause_calls += 1
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in partitions}
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert not asynchronous
+        self.commits.append({tp.partition: tp.offset for tp in offsets})
+        self.committed_offsets.update({tp.partition: tp.offset for tp in offsets})
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeClickHouse:
+    def __init__(self, held: Mapping[int, int] | None = None, failures: int = 0) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.held = dict(held or {})
+        self.failures = failures
+        self.inserts = 0
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise ClickHouseError("connection refused", retriable=True)
+        assert len(rows[0]) == len(columns)
+        self.inserts += 1
+        self.rows.extend(rows)
+        return len(rows)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        assert "max(_offset)" in sql
+        return sorted(self.held.items())
+
+
+class FakeSerde:
+    def deserialize(self, data: bytes | bytearray | memoryview | None) -> dict[str, Any]:
+        if data == b"poison":
+            raise DecodeError("not Avro")
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        return {
+            "envelope": {"event_id": "e", "occurred_at": now, "source_system": "t"},
+            "login": (data or b"").decode(),
+            "status_type": "start",
+            "session_id": "s",
+            "nas_ip_address": "10.0.0.1",
+            "input_octets": 0,
+            "output_octets": 0,
+            "input_packets": 0,
+            "output_packets": 0,
+            "session_time_s": 0,
+            "delay_s": 0,
+            "event_at": now,
+            "received_at": now,
+        }
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.flushes = 0
+
+    def send(self, spec: TopicSpec, record: Mapping[str, Any]) -> None:
+        self.sent.append(dict(record))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def table() -> Table:
+    spec = Catalog.build().get(TOPIC)
+    return build_table(spec, SchemaCatalog.load().get(spec.value_schema))
+
+
+def messages(per_partition: int) -> list[FakeMessage]:
+    return [FakeMessage(p, o, b"ana") for o in range(per_partition) for p in (0, 1)]
+
+
+def sink(
+    consumer: FakeConsumer, clickhouse: FakeClickHouse, dead: FakeDeadLetters | None = None
+) -> ClickHouseSink:
+    return ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: FakeSerde(),
+        dead_letters=dead or FakeDeadLetters(),
+        config=SinkConfig(batch_rows=100, linger_s=0.05, backoff_initial_s=0.01),
+        sleep=lambda s: None,
+    )
+
+
+def test_rows_are_inserted_in_batches_and_committed_after_the_insert() -> None:
+    consumer, clickhouse = FakeConsumer(messages(150)), FakeClickHouse()
+    stats = sink(consumer, clickhouse).run(idle_exit_s=0.2)
+    assert stats.total_rows == 300
+    assert len(clickhouse.rows) == 300
+    assert {(r[-3], r[-2]) for r in clickhouse.rows} == {(p, o) for o in range(150) for p in (0, 1)}
+    assert consumer.committed_offsets == {0: 150, 1: 150}
+    assert clickhouse.inserts == len(consumer.commits)  # one commit per acknowledged insert
+    assert consumer.closed
+
+
+def test_clickhouse_down_pauses_retries_and_loses_nothing() -> None:
+    consumer, clickhouse = FakeConsumer(messages(150)), FakeClickHouse(failures=4)
+    stats = sink(consumer, clickhouse).run(idle_exit_s=0.2)
+    assert stats.retries == 4
+    assert consumer.pause_calls >= 1
+    assert not consumer.paused, "partitions resume once ClickHouse is back"
+    assert len(clickhouse.rows) == 300
+    assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == 300
+    assert consumer.committed_offsets == {0: 150, 1: 150}
+
+
+def test_nothing_is_committed_while_clickhouse_refuses_and_stop_gives_up_cleanly() -> None:
+    consumer, clickhouse = FakeConsumer(messages(10)), FakeClickHouse(failures=10**9)
+    stop = threading.Event()
+    worker = threading.Thread(target=sink(consumer, clickhouse).run, args=(stop,), daemon=True)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive(), "the sink keeps retrying while ClickHouse refuses"
+    assert consumer.paused == {0, 1}
+    stop.set()
+    worker.join(20)
+    assert not worker.is_alive()
+    assert clickhouse.rows == []
+    assert consumer.commits == []
+    assert consumer.closed
+
+
+def test_poison_goes_to_dead_letters_and_the_rest_lands() -> None:
+    batch = [*messages(5), FakeMessage(0, 5, b"poison"), FakeMessage(0, 6, b"bia")]
+    consumer, clickhouse, dead = FakeConsumer(batch), FakeClickHouse(), FakeDeadLetters()
+    stats = sink(consumer, clickhouse, dead).run(idle_exit_s=0.2)
+    assert stats.dead_letters == 1
+    assert len(clickhouse.rows) == 11
+    (letter,) = dead.sent
+    assert letter["source_offset"] == 5
+    assert letter["error_code"] == "decode"
+    assert letter["raw_value"] == b"poison"
+    assert dead.flushes >= 1
+    assert consumer.committed_offsets == {0: 7, 1: 5}
+
+
+def test_start_resumes_after_what_clickhouse_holds_when_ahead_of_the_commit() -> None:
+    # Partition 0: committed 10 but ClickHouse holds up to 59 (crash before the commit).
+    # Partition 1: committed 40, ClickHouse holds up to 29 (older rows): the commit wins.
+    consumer = FakeConsumer(messages(100), committed={0: 10, 1: 40})
+    clickhouse = FakeClickHouse(held={0: 59, 1: 29})
+    stats = sink(consumer, clickhouse).run(idle_exit_s=0.2)
+    landed = {(r[-3], r[-2]) for r in clickhouse.rows}
+    assert min(o for p, o in landed if p == 0) == 60
+    assert min(o for p, o in landed if p == 1) == 40
+    assert stats.total_rows == 40 + 60
+    assert stats.resumed_from_clickhouse == {f"{TOPIC}[0]": 60}
