@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from filas.bootstrap import build_producer, build_serdes
+from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog
 from filas.errors import FilasError
 from filas.settings import Settings
@@ -20,10 +20,12 @@ class GatewayService:
     """Start order: replica caught up -> publisher -> UDP. A gateway that answered from a
     half-read replica would reject subscribers it simply had not read yet."""
 
-    def __init__(self, settings: Settings, *, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, catalog: Catalog | None = None, serdes: Serdes | None = None
+    ) -> None:
         self.settings = settings
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
-        serdes = build_serdes(settings)
+        serdes = serdes or build_serdes(settings)
         self.replica = StateReplica()
         self.feeder = ReplicaFeeder(settings.kafka, self.catalog, serdes, self.replica)
         self.publisher = BufferedPublisher(
