@@ -79,6 +79,9 @@ class SinkStats:
     batches: int = 0
     retries: int = 0
     resumed_from_clickhouse: dict[str, int] = field(default_factory=dict)
+    # time.monotonic() of the first record read and of the last acknowledged INSERT.
+    first_record_at: float | None = None
+    last_insert_at: float | None = None
 
     @property
     def total_rows(self) -> int:
@@ -192,6 +195,8 @@ class ClickHouseSink:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if self._batch_started is None:
             self._batch_started = time.monotonic()
+            if self.stats.first_record_at is None:
+                self.stats.first_record_at = self._batch_started
         self._offsets[(topic, partition)] = offset + 1
         value = msg.value()
         if value is None:  # a tombstone on a compacted state topic: nothing to land
@@ -285,6 +290,7 @@ class ClickHouseSink:
             self.stats.rows[name] = self.stats.rows.get(name, 0) + len(rows)
             self._pending -= len(rows)
             self._rows[name] = []
+            self.stats.last_insert_at = time.monotonic()
         self._dead_letters.flush()
 
     def _commit(self) -> None:

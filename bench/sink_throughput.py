@@ -1,0 +1,175 @@
+"""Sink throughput: rows/s from Kafka into ClickHouse through the Filas sink vs clickhouse-client.
+
+Same run, same server, same rows: the sink consumes Avro accounting records from a topic,
+decodes them and inserts row tuples in batches (10k rows or 1 s) over the native protocol,
+committing offsets after each INSERT. The peer is ``clickhouse-client`` inserting exactly the rows
+the sink wrote (exported as TSV from the sink's table) into an identical table: ClickHouse's own
+bulk path with no Kafka, no Avro and no Python. The sink's time runs from its first record read to
+its last acknowledged INSERT (group join excluded); the peer's includes the client's start-up.
+
+Run: ``make bench-sink`` (or ``python -m bench.sink_throughput --records N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.platform import report, services
+from bench.producer import sample_records
+from consumers.clickhouse.app import build_sink
+from consumers.clickhouse.client import ClickHouse, quote
+from consumers.clickhouse.migrate import migrate
+from consumers.clickhouse.sink import SinkConfig
+from consumers.clickhouse.tables import Table, build_tables
+from filas.admin.topics import TopicAdmin
+from filas.bootstrap import build_producer
+from filas.catalog import Catalog
+from filas.catalog.radius import ACCOUNTING
+from filas.settings import ClickHouseSettings, Settings, TopicsSettings
+from schemas.catalog import SchemaCatalog
+
+PEER = "clickhouse-client-TSV"
+
+
+def clickhouse_of(settings: Settings, database: str) -> ClickHouseSettings:
+    if os.environ.get("FILAS_KAFKA__BOOTSTRAP_SERVERS"):
+        base = settings.clickhouse
+    else:  # bench.platform started a private ClickHouse on these ports
+        base = ClickHouseSettings(
+            port=settings.local.clickhouse_tcp_port, http_port=settings.local.clickhouse_http_port
+        )
+    return base.model_copy(update={"database": database})
+
+
+def client_argv(clickhouse: ClickHouseSettings) -> list[str]:
+    binary = shutil.which("clickhouse-client") or "/usr/bin/clickhouse-client"
+    argv = [
+        binary,
+        f"--host={clickhouse.host}",
+        f"--port={clickhouse.port}",
+        f"--user={clickhouse.user}",
+        f"--database={clickhouse.database}",
+    ]
+    password = clickhouse.password.get_secret_value()
+    if password:
+        argv.append(f"--password={password}")
+    return argv
+
+
+def run_sink(settings: Settings, table: Table, clickhouse: ClickHouse, expected: int) -> float:
+    clickhouse.query(f"DROP TABLE IF EXISTS {quote(table.name)}")
+    migrate(clickhouse, [table])
+    sink = build_sink(
+        settings,
+        topics=[ACCOUNTING.name],
+        group_id=f"bench-sink-{uuid.uuid4().hex[:8]}",
+        config=SinkConfig(batch_rows=10_000, linger_s=1.0),
+    )
+    stats = sink.run(idle_exit_s=3)
+    if stats.total_rows != expected:
+        raise RuntimeError(f"sink landed {stats.total_rows} rows, expected {expected}")
+    if stats.first_record_at is None or stats.last_insert_at is None:
+        raise RuntimeError("the sink recorded no timings")
+    return expected / (stats.last_insert_at - stats.first_record_at)
+
+
+def run_client(
+    clickhouse_settings: ClickHouseSettings,
+    clickhouse: ClickHouse,
+    table: Table,
+    tsv: Path,
+    expected: int,
+) -> float:
+    peer = f"{table.name}_peer"
+    clickhouse.query(f"DROP TABLE IF EXISTS {quote(peer)}")
+    clickhouse.query(table.create_sql().replace(quote(table.name), quote(peer), 1))
+    columns = ", ".join(quote(c) for c in table.insert_columns)
+    with tsv.open("rb") as data:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                *client_argv(clickhouse_settings),
+                f"--query=INSERT INTO {quote(peer)} ({columns}) FORMAT TabSeparated",
+            ],
+            stdin=data,
+            check=True,
+            timeout=600,
+        )
+        elapsed = time.perf_counter() - start
+    landed = clickhouse.query(f"SELECT count() FROM {quote(peer)}")[0][0]  # noqa: S608
+    if landed != expected:
+        raise RuntimeError(f"clickhouse-client landed {landed} rows, expected {expected}")
+    return expected / elapsed
+
+
+def export_tsv(clickhouse_settings: ClickHouseSettings, table: Table, path: Path) -> None:
+    columns = ", ".join(quote(c) for c in table.insert_columns)
+    with path.open("wb") as out:
+        subprocess.run(
+            [
+                *client_argv(clickhouse_settings),
+                f"--query=SELECT {columns} FROM {quote(table.name)} FORMAT TabSeparated",  # noqa: S608
+            ],
+            stdout=out,
+            check=True,
+            timeout=600,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with services(registry=True, clickhouse=True) as base:
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        database = f"bench_sink_{uuid.uuid4().hex[:6]}"
+        ch_settings = clickhouse_of(base, database)
+        settings = base.model_copy(
+            update={"topics": TopicsSettings(prefix=prefix), "clickhouse": ch_settings}
+        )
+        catalog = Catalog.build(prefix)
+        spec = catalog.resolve(ACCOUNTING)
+        dlq = catalog.dead_letter_for(spec)
+        TopicAdmin(settings.kafka).apply(Catalog({spec.name: spec, dlq.name: dlq}, prefix))
+        records = sample_records(10_000)
+        with build_producer(settings, catalog=catalog) as producer:
+            for i in range(args.records):
+                producer.emit(ACCOUNTING, records[i % len(records)])
+        print(f"{args.records} accounting records on {spec.name} ({spec.partitions} partitions)")
+
+        table = build_tables(catalog, SchemaCatalog.load(), [ACCOUNTING.name])[spec.name]
+        clickhouse = ClickHouse(ch_settings)
+        clickhouse.ensure_database()
+        sink_rates, client_rates = [], []
+        with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
+            tsv = Path(tmp) / "rows.tsv"
+            for run in range(args.runs):
+                sink_rates.append(run_sink(settings, table, clickhouse, args.records))
+                if run == 0:
+                    export_tsv(ch_settings, table, tsv)
+                    print(f"peer input: {tsv.stat().st_size / 1e6:.1f} MB of TSV")
+                client_rates.append(run_client(ch_settings, clickhouse, table, tsv, args.records))
+                print(
+                    f"run {run + 1}: sink {sink_rates[-1]:,.0f} rows/s, "
+                    f"clickhouse-client {client_rates[-1]:,.0f} rows/s"
+                )
+        clickhouse.query(f"DROP DATABASE IF EXISTS {quote(database)}")
+        clickhouse.close()
+
+    client_median, sink_median = statistics.median(client_rates), statistics.median(sink_rates)
+    report("sink_clickhouse_client_tsv", client_median, "rows/s", 1.0, PEER)
+    report("sink_kafka_to_clickhouse", sink_median, "rows/s", sink_median / client_median, PEER)
+
+
+if __name__ == "__main__":
+    main()
