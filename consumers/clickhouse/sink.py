@@ -59,6 +59,8 @@ class Inserter(Protocol):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class SinkConfig:
@@ -165,6 +167,7 @@ class ClickHouseSink:
             self.flush()
         finally:
             self._consumer.close()
+            self._clickhouse.close()
         return self.stats
 
     def _poll_timeout(self) -> float:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.radius import ACCOUNTING
+from filas.platform.clickhouse import LocalClickHouse
+from filas.platform.processes import free_port
 from filas.settings import Settings, TopicsSettings
 from schemas.catalog import SchemaCatalog
 from schemas.samples import sample_records
@@ -344,3 +347,57 @@ def test_sink_killed_mid_stream_and_restarted_lands_every_record_once(
     assert survivor.wait(180) == 0, log.read_text(errors="replace")[-3000:]
     assert counts(clickhouse, table) == (total, total, total)
     clickhouse.close()
+
+
+def test_clickhouse_down_under_load_then_back_lands_every_record_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A private ClickHouse (the session's is shared) is stopped while records keep coming."""
+    server = LocalClickHouse(
+        home=tmp_path / "ch",
+        tcp_port=free_port(),
+        http_port=free_port(),
+        database=settings.clickhouse.database,
+    )
+    server.start()
+    try:
+        ours = settings.model_copy(
+            update={"clickhouse": settings.clickhouse.model_copy(update={"port": server.tcp_port})}
+        )
+        catalog = apply_topics(ours, ["radius.accounting"])
+        run_migrations(ours, ["radius.accounting"])
+        produce_accounting(ours, catalog, 10_000)
+        table = next(iter(tables_for(ours, ["radius.accounting"]).values())).name
+        sink = build_sink(
+            ours,
+            topics=["radius.accounting"],
+            group_id=f"{ours.topics.prefix}sink",
+            config=SinkConfig(batch_rows=1000, linger_s=0.2, backoff_max_s=2),
+        )
+        stop = threading.Event()
+        worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+        worker.start()
+        clickhouse = ClickHouse(ours.clickhouse)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and counts(clickhouse, table)[0] < 10_000:
+            time.sleep(0.1)
+        assert counts(clickhouse, table)[0] == 10_000
+
+        server.stop()
+        produce_accounting(ours, catalog, 10_000)  # load while ClickHouse is down
+        time.sleep(12)
+        assert sink.stats.retries > 0, "the sink must have noticed ClickHouse was down"
+        assert worker.is_alive()
+        server.start()
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and counts(clickhouse, table)[0] < 20_000:
+            time.sleep(0.2)
+        stop.set()
+        worker.join(60)
+        assert not worker.is_alive()
+        assert counts(clickhouse, table) == (20_000, 20_000, 20_000)
+        assert sink.stats.total_rows == 20_000
+        clickhouse.close()
+    finally:
+        server.stop()

@@ -111,6 +111,7 @@ class FakeClickHouse:
         self.held = dict(held or {})
         self.failures = failures
         self.inserts = 0
+        self.closed = False
 
     def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
         if self.failures:
@@ -124,6 +125,9 @@ class FakeClickHouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         assert "max(_offset)" in sql
         return sorted(self.held.items())
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeSerde:
@@ -192,6 +196,7 @@ def test_rows_are_inserted_in_batches_and_committed_after_the_insert() -> None:
     assert consumer.committed_offsets == {0: 150, 1: 150}
     assert clickhouse.inserts == len(consumer.commits)  # one commit per acknowledged insert
     assert consumer.closed
+    assert clickhouse.closed
 
 
 def test_clickhouse_down_pauses_retries_and_loses_nothing() -> None:
