@@ -166,6 +166,9 @@ class ClickHouseSink:
                     break
             self.flush()
         finally:
+            # Whatever was not written is not committed: it is read again by the next owner.
+            # Dropping it first keeps close()'s revoke callback from writing after an error.
+            self._abandon()
             self._consumer.close()
             self._clickhouse.close()
         return self.stats
@@ -244,8 +247,12 @@ class ClickHouseSink:
 
     # -- flush -------------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Insert every pending row, wait for dead letters, then commit; retry while retriable."""
+    def flush(self, *, retry: bool = True) -> None:
+        """Insert every pending row, wait for dead letters, then commit; retry while retriable.
+
+        ``retry=False`` (inside a rebalance callback, where polling is not allowed) raises the
+        first error instead.
+        """
         if self._batch_started is None:
             return
         self._flushing = True
@@ -256,7 +263,7 @@ class ClickHouseSink:
                     self._write()
                     break
                 except (ClickHouseError, DeliveryError) as exc:
-                    if not exc.retriable:
+                    if not exc.retriable or not retry:
                         raise
                     if self._stop.is_set():
                         # Shutting down with the batch unwritten: nothing is committed, so the
@@ -334,9 +341,9 @@ class ClickHouseSink:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self._flushing:
             try:
-                self.flush()
+                self.flush(retry=False)
                 return
-            except ClickHouseError as exc:
+            except (ClickHouseError, DeliveryError) as exc:
                 log.warning("sink: flush on revoke failed (%s); the next owner replays", exc)
         # Not written: forget those partitions' rows; their next owner reads them again.
         revoked = {(p.topic, p.partition) for p in partitions}
