@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,6 +59,10 @@ class Column:
     type: str
     get: Getter
     doc: str = ""
+    # For the compiled row builder: the field path from the record, and the value conversion
+    # (None: the decoded value as is). Empty path: only ``get`` knows how to read it.
+    path: tuple[str, ...] = ()
+    convert: Callable[[Any], Any] | None = None
 
     @property
     def nullable(self) -> bool:
@@ -221,11 +225,16 @@ def columns_for_schema(schema: Mapping[str, Any]) -> list[Column]:
     types = _Types()
     types.resolve(schema, "")
     namespace = str(schema.get("namespace", ""))
-    return _record_columns(schema, types, namespace, prefix="", parent=None)
+    return _record_columns(schema, types, namespace, prefix="", parent=None, path=())
 
 
 def _record_columns(
-    record: Mapping[str, Any], types: _Types, namespace: str, prefix: str, parent: Getter | None
+    record: Mapping[str, Any],
+    types: _Types,
+    namespace: str,
+    prefix: str,
+    parent: Getter | None,
+    path: tuple[str, ...],
 ) -> list[Column]:
     columns: list[Column] = []
     for field in record["fields"]:
@@ -240,13 +249,45 @@ def _record_columns(
                 str(record.get("namespace", namespace)),
                 _field_getter(name, parent),
                 str(field.get("doc", "")),
+                (*path, name),
             )
         )
     return columns
 
 
 def _field_columns(
-    name: str, avro: Any, types: _Types, namespace: str, get: Getter, doc: str
+    name: str,
+    avro: Any,
+    types: _Types,
+    namespace: str,
+    get: Getter,
+    doc: str,
+    path: tuple[str, ...],
+) -> list[Column]:
+    placed: list[Column] = []
+    for column in _field_columns_of(name, avro, types, namespace, get, doc, path):
+        if column.path:  # a flattened record's column, placed by the recursion
+            placed.append(column)
+        else:
+            convert = None if column.convert is _identity else column.convert
+            placed.append(replace(column, path=path, convert=convert))
+    return placed
+
+
+def _column(
+    name: str, ch_type: str, get: Getter, convert: Callable[[Any], Any], doc: str
+) -> Column:
+    return Column(name, ch_type, _compose(get, convert), doc, convert=convert)
+
+
+def _field_columns_of(
+    name: str,
+    avro: Any,
+    types: _Types,
+    namespace: str,
+    get: Getter,
+    doc: str,
+    path: tuple[str, ...],
 ) -> list[Column]:
     avro = types.resolve(avro, namespace)
     nullable = False
@@ -254,7 +295,7 @@ def _field_columns(
         branches = [b for b in avro if b != "null"]
         nullable = len(branches) < len(avro)
         if len(branches) != 1:
-            return [Column(name, "Nullable(String)", _compose(get, to_json), doc)]
+            return [_column(name, "Nullable(String)", get, to_json, doc)]
         avro = types.resolve(branches[0], namespace)
     if isinstance(avro, dict) and isinstance(avro.get("type"), dict | list):
         avro = types.resolve(avro["type"], namespace)
@@ -265,19 +306,17 @@ def _field_columns(
         seconds = _nullable(_epoch_seconds) if nullable else _epoch_seconds
         millis = _nullable(_millis_part) if nullable else _millis_part
         return [
-            Column(name, wrap("DateTime"), _compose(get, seconds), doc),
-            Column(f"{name}_ms", wrap("UInt16"), _compose(get, millis), f"{name}: milliseconds"),
+            _column(name, wrap("DateTime"), get, seconds, doc),
+            _column(f"{name}_ms", wrap("UInt16"), get, millis, f"{name}: milliseconds"),
         ]
     scalar = _scalar(avro)
     if scalar is not None:
         ch_type, convert = scalar
-        return [
-            Column(
-                name, wrap(ch_type), _compose(get, _nullable(convert) if nullable else convert), doc
-            )
-        ]
+        if nullable and convert is not _identity:
+            convert = _nullable(convert)
+        return [_column(name, wrap(ch_type), get, convert, doc)]
     if kind == "record" and not nullable:
-        return _record_columns(avro, types, namespace, f"{name}_", get)
+        return _record_columns(avro, types, namespace, f"{name}_", get, path)
     if kind == "array":
         items = types.resolve(avro["items"], namespace)
         item = _scalar(items)
@@ -285,21 +324,18 @@ def _field_columns(
             isinstance(items, list) or _kind(items) in ("record", "array", "map")
         ):
             item_type, convert = item
-            return [Column(name, f"Array({item_type})", _compose(get, _list_of(convert)), doc)]
-        return [Column(name, "Array(String)", _compose(get, _list_of(_json_item)), doc)]
+            return [_column(name, f"Array({item_type})", get, _list_of(convert), doc)]
+        return [_column(name, "Array(String)", get, _list_of(_json_item), doc)]
     if kind == "map":
         values = types.resolve(avro["values"], namespace)
         convert = _identity if _kind(values) in ("string", "enum") else _json_item
         return [
-            Column(f"{name}_keys", "Array(String)", _compose(get, _map_keys), f"{name}: keys"),
-            Column(
-                f"{name}_values",
-                "Array(String)",
-                _compose(get, _map_values(convert)),
-                f"{name}: values",
+            _column(f"{name}_keys", "Array(String)", get, _map_keys, f"{name}: keys"),
+            _column(
+                f"{name}_values", "Array(String)", get, _map_values(convert), f"{name}: values"
             ),
         ]
-    return [Column(name, "Nullable(String)", _compose(get, to_json), doc)]
+    return [_column(name, "Nullable(String)", get, to_json, doc)]
 
 
 def _json_item(value: Any) -> str:
