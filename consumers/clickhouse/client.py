@@ -7,6 +7,7 @@ are not. Rows are passed as tuples, never formatted into SQL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,10 @@ from clickhouse_driver import errors as driver_errors
 
 from consumers.clickhouse.errors import ClickHouseError
 from filas.settings import ClickHouseSettings
+
+# The driver logs every failed connect with a traceback before raising; we raise one clear
+# ClickHouseError instead, so its warnings would only repeat it.
+logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 # ClickHouse server error codes after which the same request can succeed later.
 RETRIABLE_SERVER_CODES = frozenset(

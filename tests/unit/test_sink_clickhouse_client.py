@@ -1,0 +1,39 @@
+"""clickhouse-driver errors become ClickHouseError with a code and a retriable flag (no network)."""
+
+from __future__ import annotations
+
+from clickhouse_driver import errors as driver_errors
+
+from consumers.clickhouse.client import quote, translate
+
+
+def test_network_failures_are_retriable() -> None:
+    for exc in (
+        driver_errors.NetworkError("Connection refused"),
+        driver_errors.SocketTimeoutError("timed out"),
+        ConnectionResetError("reset"),
+        EOFError("Unexpected EOF while reading bytes"),
+    ):
+        error = translate(exc, "INSERT INTO t")
+        assert error.retriable, exc
+        assert error.code == "clickhouse_unavailable"
+
+
+def test_server_codes_decide_retriable() -> None:
+    too_many_parts = translate(driver_errors.ServerException("Too many parts", code=252), "INSERT")
+    assert too_many_parts.retriable
+    assert too_many_parts.server_code == 252
+    syntax = translate(driver_errors.ServerException("Syntax error", code=62), "SELECT")
+    assert not syntax.retriable
+    assert syntax.code == "clickhouse_server"
+    assert "62" in str(syntax)
+
+
+def test_client_side_errors_are_not_retriable() -> None:
+    error = translate(driver_errors.TypeMismatchError("bad value"), "INSERT")
+    assert not error.retriable
+
+
+def test_identifiers_are_backquoted_and_escaped() -> None:
+    assert quote("radius_accounting") == "`radius_accounting`"
+    assert quote("a`b") == "`a\\`b`"
