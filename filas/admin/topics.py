@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class TopicAdmin:
                     # Another apply racing us created it first: that is the state we want.
                     if "already exists" not in str(exc).lower():
                         raise
+            self._wait_visible([t.topic for t in creates])
         grows = [
             NewPartitions(c.topic, c.partitions)
             for c in changes
@@ -142,6 +144,30 @@ class TopicAdmin:
             for resource, future in self._client.incremental_alter_configs(updates).items():
                 _wait(future, f"update config of {resource.name}")
         return changes
+
+    def _wait_visible(self, names: list[str], timeout_s: float = 30.0) -> None:
+        """Return once every new topic has a leader for each partition.
+
+        CreateTopics answers before the metadata reaches every broker; a caller that describes
+        or produces right after would otherwise see UNKNOWN_TOPIC_OR_PART.
+        """
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        while pending:
+            metadata = self._client.list_topics(timeout=_TIMEOUT_S)
+            pending = {
+                n
+                for n in pending
+                if n not in metadata.topics
+                or metadata.topics[n].error is not None
+                or any(p.leader < 0 for p in metadata.topics[n].partitions.values())
+            }
+            if pending and time.monotonic() > deadline:
+                raise BrokerUnavailableError(
+                    f"created topics not visible after {timeout_s:.0f}s: {sorted(pending)}"
+                )
+            if pending:
+                time.sleep(0.2)
 
     def describe(self, catalog: Catalog) -> list[TopicStatus]:
         metadata = self._client.list_topics(timeout=_TIMEOUT_S)
