@@ -144,6 +144,9 @@ class RadiusSettings(BaseModel):
     # BlastRADIUS (CVE-2024-3596): False ignores a Nas record's opt-out and requires
     # Message-Authenticator from every NAS.
     allow_message_authenticator_opt_out: bool = True
+    # UDP receive/send buffers of the gateway's sockets; the kernel caps them at
+    # net.core.rmem_max / wmem_max (raise those on a production gateway).
+    socket_buffer_bytes: int = 4 * 1024 * 1024
     # RFC 5080 duplicate detection: a retransmission inside this window gets the cached reply.
     duplicate_window_s: float = 5.0
     # Late payers (contract status BLOCKED): "block_pool" accepts into block_pool at

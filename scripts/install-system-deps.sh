@@ -11,6 +11,8 @@ command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v kcat >/dev/null || need+=(kcat)
 command -v radclient >/dev/null || need+=(freeradius-utils)
+# FreeRADIUS itself is the peer of `make bench-radius` (bench/radius_auth.py runs its own copy).
+command -v freeradius >/dev/null || need+=(freeradius)
 command -v fping >/dev/null || need+=(fping)
 
 if [ ${#need[@]} -eq 0 ]; then
@@ -24,3 +26,8 @@ echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The package enables a system radiusd on 1812/1813, the gateway's default ports: the benchmark
+# starts its own instance, so keep the system one off.
+if [[ " ${need[*]} " == *" freeradius "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now freeradius >/dev/null 2>&1 || true
+fi

@@ -160,6 +160,11 @@ class RadiusGateway:
             transport, _ = await loop.create_datagram_endpoint(
                 functools.partial(_Endpoint, handler, self), local_addr=(host, port)
             )
+            sock = transport.get_extra_info("socket")
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                # A reconnect storm arrives faster than one core answers: queue it in the kernel
+                # (capped by net.core.rmem_max/wmem_max) instead of dropping it.
+                sock.setsockopt(socket.SOL_SOCKET, option, self.settings.socket_buffer_bytes)
             self._transports.append(transport)
         self.auth_port = self._transports[0].get_extra_info("sockname")[1]
         self.acct_port = self._transports[1].get_extra_info("sockname")[1]

@@ -46,9 +46,10 @@ class GatewayService:
             )
         subscribers, nas = self.replica.sizes()
         logger.info("radius replica ready: %d logins, %d NAS", subscribers, nas)
+        self.publisher.start()
         await self.gateway.start()
 
     async def stop(self) -> None:
         self.gateway.close()
-        await asyncio.to_thread(self.publisher.close)
+        await self.publisher.aclose()
         await asyncio.to_thread(self.feeder.stop)

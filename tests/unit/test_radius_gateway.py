@@ -116,6 +116,24 @@ def test_pap_accept_with_mikrotik_rate_limit() -> None:
     assert "pw" not in {str(v) for v in [*request.values(), *decision.values()]}
 
 
+@pytest.mark.parametrize("user", ["ana", "nobody"])
+def test_replies_verify_as_a_nas_checks_them(user: str) -> None:
+    gateway, _ = make_gateway()
+    packet = access(user, "pw", **{"Proxy-State": b"state-1"})
+    reply = gateway.handle_auth(packet, SRC)
+    assert reply is not None
+    assert CODEC.verify_reply(packet, reply, SECRET)
+    assert not CODEC.verify_reply(packet, reply, b"other-secret")
+    assert reply_of(reply)["Proxy-State"] == ["0x" + b"state-1".hex()]
+    acct = CODEC.build_request(
+        ACCOUNTING_REQUEST, SECRET, {"User-Name": user, "Acct-Status-Type": "Start"},
+        message_authenticator=False,
+    )  # fmt: skip
+    acct_reply = gateway.handle_acct(acct, SRC)
+    assert acct_reply is not None
+    assert CODEC.verify_reply(acct, acct_reply, SECRET)
+
+
 def test_chap_accept_and_wrong_chap_reject() -> None:
     gateway, sink = make_gateway()
     assert reply_of(gateway.handle_auth(chap("fixo", "pw"), SRC))["Framed-IP-Address"] == [
