@@ -157,6 +157,11 @@ class RadiusSettings(BaseModel):
     # REDUCED contracts keep their session at this rate (IXC's "reduced speed" state).
     reduced_rate_limit: str = "1M/1M"
     default_pool: str | None = None
+    # Reject (reason simultaneous_use) a login already holding SubscriberLogin.simultaneous_use
+    # live sessions, counted from radius.accounting by every gateway. A session without
+    # accounting for session_stale_after_s (2 interim intervals + 1 min) no longer counts.
+    enforce_simultaneous_use: bool = True
+    session_stale_after_s: float = 660.0
     session_timeout_s: int = 86_400
     acct_interim_interval_s: int = 300
     # Events waiting for Kafka while it is down; beyond this the oldest are dropped and counted.

@@ -40,6 +40,7 @@ from producers.radius.pyrad_adapter import (
     peek_header,
 )
 from streams.radius.replica import NasEntry, StateReplica, normalize_mac
+from streams.radius.sessions import SessionTable
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,10 @@ class RadiusGateway:
         replica: StateReplica,
         events: EventSink,
         codec: RadiusCodec | None = None,
+        sessions: SessionTable | None = None,
     ) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.replica = replica
         self.events = events
         self.codec = codec or RadiusCodec()
@@ -284,6 +287,9 @@ class RadiusGateway:
             calling_station_id=calling,
             password_ok=check,
             settings=self.settings,
+            active_sessions=(
+                self.sessions.count(login) if self.sessions is not None and subscriber else 0
+            ),
         )
         reply = codec.access_reply(request, accept=decision.accept, attributes=decision.attributes)
         self._dedupe.put(key, reply, started)

@@ -23,6 +23,7 @@ REPLY_MESSAGES: Mapping[str, str] = {
     "disabled": "Login desativado",
     "blocked_non_payment": "Acesso bloqueado por pendencia financeira",
     "contract_inactive": "Contrato inativo",
+    "simultaneous_use": "Limite de conexoes simultaneas atingido",
 }
 
 
@@ -68,6 +69,7 @@ def decide(
     calling_station_id: str | None,
     password_ok: Callable[[str], bool],
     settings: RadiusSettings,
+    active_sessions: int = 0,
 ) -> Decision:
     if subscriber is None:
         return reject("unknown_login")
@@ -85,6 +87,12 @@ def decide(
         return reject("disabled")
     if contract_status in _INACTIVE_CONTRACT:
         return reject("contract_inactive")
+    if (
+        settings.enforce_simultaneous_use
+        and subscriber.simultaneous_use > 0
+        and active_sessions >= subscriber.simultaneous_use
+    ):
+        return reject("simultaneous_use")
 
     reason = "ok"
     pool = settings.default_pool

@@ -12,6 +12,7 @@ from filas.settings import Settings
 from producers.radius.events import BufferedPublisher
 from producers.radius.gateway import RadiusGateway
 from streams.radius.replica import ReplicaFeeder, StateReplica
+from streams.radius.sessions import SessionTable
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,25 @@ class GatewayService:
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
         serdes = serdes or build_serdes(settings)
         self.replica = StateReplica()
-        self.feeder = ReplicaFeeder(settings.kafka, self.catalog, serdes, self.replica)
+        radius = settings.radius
+        self.sessions = (
+            SessionTable(radius.session_stale_after_s) if radius.enforce_simultaneous_use else None
+        )
+        self.feeder = ReplicaFeeder(
+            settings.kafka,
+            self.catalog,
+            serdes,
+            self.replica,
+            self.sessions,
+            sessions_lookback_s=radius.session_stale_after_s,
+        )
         self.publisher = BufferedPublisher(
             build_producer(settings, catalog=self.catalog, serdes=serdes),
             max_buffered=settings.radius.event_buffer_max,
         )
-        self.gateway = RadiusGateway(settings.radius, self.replica, self.publisher)
+        self.gateway = RadiusGateway(
+            settings.radius, self.replica, self.publisher, sessions=self.sessions
+        )
 
     async def start(self) -> None:
         self.feeder.start()

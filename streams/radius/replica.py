@@ -25,8 +25,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import CONTRACTS, NAS, SUBSCRIBERS
+from filas.catalog.radius import ACCOUNTING
 from filas.errors import BrokerUnavailableError, FilasError
 from filas.settings import KafkaSettings
+from streams.radius.sessions import SessionTable
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +159,14 @@ class ReplicaFeeder:
         catalog: Catalog,
         serdes: Callable[[TopicSpec], Any],
         replica: StateReplica,
+        sessions: SessionTable | None = None,
+        sessions_lookback_s: float = 0.0,
     ) -> None:
         self._kafka = kafka
         self._replica = replica
+        self._sessions = sessions
+        self._lookback_s = sessions_lookback_s
+        self._accounting = catalog.resolve(ACCOUNTING)
         self._subscribers = catalog.resolve(SUBSCRIBERS)
         self._nas = catalog.resolve(NAS)
         self._contracts = catalog.resolve(CONTRACTS)
@@ -167,6 +174,8 @@ class ReplicaFeeder:
             spec.name: serdes(spec).deserialize
             for spec in (self._subscribers, self._nas, self._contracts)
         }
+        if sessions is not None:
+            self._decoders[self._accounting.name] = serdes(self._accounting).deserialize
         self.ready = threading.Event()
         self.decode_errors = 0
         self.applied = 0
@@ -201,12 +210,33 @@ class ReplicaFeeder:
                 _, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
                 if high > 0:
                     self._pending[(spec.name, p)] = high
+        if self._sessions is not None:
+            partitions += self._recent_accounting(consumer, metadata)
         consumer.assign(partitions)
         self._consumer = consumer
         if not self._pending:
             self.ready.set()
         self._thread = threading.Thread(target=self._run, name="filas-radius-replica", daemon=True)
         self._thread.start()
+
+    def _recent_accounting(self, consumer: Any, metadata: Any) -> list[TopicPartition]:
+        """Accounting partitions from ``sessions_lookback_s`` ago: older sessions are stale."""
+        name = self._accounting.name
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            consumer.close()
+            raise FilasError(f"replica: topic {name!r} missing; run 'filas topics apply'")
+        since_ms = int((time.time() - self._lookback_s) * 1000)
+        wanted = [TopicPartition(name, p, since_ms) for p in sorted(topic.partitions)]
+        found = consumer.offsets_for_times(wanted, timeout=10)
+        partitions = []
+        for tp in found:
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)
+            start = tp.offset if tp.offset >= 0 else high
+            partitions.append(TopicPartition(name, tp.partition, start))
+            if start < high:
+                self._pending[(name, tp.partition)] = high
+        return partitions
 
     def _run(self) -> None:
         consumer = self._consumer
@@ -235,11 +265,13 @@ class ReplicaFeeder:
                 # Never logs the value: ixc.subscribers carries passwords (decision 0020).
                 self.decode_errors += 1
                 logger.error("replica: skipped %s offset %s: %s", topic, msg.offset(), exc.code)
-                record = None
                 self._progress(topic, msg.partition(), msg.offset())
                 return
         if topic == self._subscribers.name:
             self._replica.put_subscriber(login_or_id, record)
+        elif topic == self._accounting.name:
+            if record is not None and self._sessions is not None:
+                self._sessions.apply(record)
         elif topic == self._contracts.name:
             self._replica.put_contract(login_or_id, record)
         else:

@@ -136,6 +136,7 @@ def env(platform: Settings) -> Iterator[Env]:
         login_record("mac@fibra", "senha-mac", mac="aa:bb:cc:dd:ee:ff", bind_mac=True),
     )
     producer.emit(SUBSCRIBERS, login_record("off@fibra", "senha-off", status="BLOCKED"))
+    producer.emit(SUBSCRIBERS, login_record("duplo@fibra", "senha-duplo", simultaneous_use=1))
     producer.emit(SUBSCRIBERS, login_record("devedor@fibra", "senha-dev", contract_id="c-dev"))
     producer.emit(CONTRACTS, contract_record("c-dev", "BLOCKED"))
     producer.flush()
@@ -376,6 +377,31 @@ def test_accounting_is_answered_and_lands_on_kafka(env: Env) -> None:
     assert mine[0]["framed_ip_address"] == "100.64.0.7"
     assert {r["nas_id"] for r in mine} == {"1"}
     assert all(r["event_at"] <= datetime.now(UTC) for r in mine)
+
+
+def wait_for(condition: Any, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_simultaneous_use_counts_sessions_from_the_accounting_topic(env: Env) -> None:
+    sessions = env.service.sessions
+    assert sessions is not None
+    assert auth(env, "duplo@fibra", "senha-duplo").code == "Access-Accept"
+    base = 'User-Name = "duplo@fibra"\nAcct-Session-Id = "duplo-1"\n'
+    start = radclient(env.acct, "acct", SECRET, base + "Acct-Status-Type = Start\n")
+    assert start.code == "Accounting-Response"
+    # The gateway's own AccountingRecord comes back through Kafka into every gateway's table.
+    wait_for(lambda: sessions.count("duplo@fibra") == 1)
+    reply = auth(env, "duplo@fibra", "senha-duplo")
+    assert reply.code == "Access-Reject"
+    assert "simultaneas" in reply.attributes["Reply-Message"]
+    stop = radclient(env.acct, "acct", SECRET, base + "Acct-Status-Type = Stop\n")
+    assert stop.code == "Accounting-Response"
+    wait_for(lambda: sessions.count("duplo@fibra") == 0)
+    assert auth(env, "duplo@fibra", "senha-duplo").code == "Access-Accept"
 
 
 def test_every_decision_is_an_event_without_the_password(env: Env) -> None:
