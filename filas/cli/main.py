@@ -8,6 +8,7 @@ import click
 
 from filas.cli import (
     config_cmd,
+    dlq_cmds,
     emit_cmd,
     ixc_cmds,
     platform_cmds,
@@ -38,6 +39,7 @@ for _module in (
     ixc_cmds,
     sink_cmds,
     radius_cmds,
+    dlq_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
