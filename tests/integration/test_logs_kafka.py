@@ -13,6 +13,8 @@ import pytest
 from confluent_kafka import Consumer
 from pydantic import SecretStr
 
+from consumers.clickhouse.app import build_sink, run_migrations, tables_for
+from consumers.clickhouse.client import ClickHouse, quote
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_serdes
 from filas.catalog import Catalog
@@ -85,3 +87,47 @@ def test_logs_reach_the_topic_decoded_and_redacted(platform: Settings, unique_na
     assert (info["service"], info["logger"]) == ("it-logs", "filas.it.logs")
     assert warning["level"] == "WARNING"
     assert {m.key() for m in messages} == {b"it-logs"}
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_logs_land_in_clickhouse_without_the_secret(platform: Settings, unique_name: str) -> None:
+    database = f"logs_{uuid.uuid4().hex[:10]}"
+    settings = platform.model_copy(
+        update={
+            "topics": TopicsSettings(prefix=unique_name),
+            "ixc": IxcSettings(token=SecretStr(TOKEN)),
+            "clickhouse": platform.clickhouse.model_copy(update={"database": database}),
+        }
+    )
+    catalog = Catalog.build(unique_name)
+    spec = catalog.resolve(LOGS)
+    TopicAdmin(platform.kafka).apply(Catalog({spec.name: spec}, unique_name))
+
+    handle = configure_logging(settings, "it-logs-ch", stream=io.StringIO())
+    log = logging.getLogger("filas.it.logs")
+    for i in range(20):
+        log.info("page %d with token=%s", i, TOKEN, extra={"password": TOKEN})
+    try:
+        raise RuntimeError(f"IXC refused {TOKEN}")
+    except RuntimeError:
+        log.exception("poll failed")
+    handle.close(timeout_s=30)
+    assert handle.dropped == 0
+
+    run_migrations(settings, ["filas.logs"])
+    sink = build_sink(settings, topics=["filas.logs"], group_id=f"{unique_name}sink")
+    stats = sink.run(idle_exit_s=5)
+    assert stats.total_rows == 21
+
+    clickhouse = ClickHouse(settings.clickhouse)
+    try:
+        table = quote(next(iter(tables_for(settings, ["filas.logs"]).values())).name)
+        rows = clickhouse.query(f"SELECT * FROM {table}")  # noqa: S608
+        assert len(rows) == 21
+        dump = repr(rows)
+        assert TOKEN not in dump
+        assert "***" in dump
+        assert "poll failed" in dump
+    finally:
+        clickhouse.query(f"DROP DATABASE IF EXISTS `{database}`")
+        clickhouse.close()
