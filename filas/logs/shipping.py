@@ -21,6 +21,8 @@ from filas.logs.records import log_event
 from producers.sdk import EventProducer
 
 _log = logging.getLogger(__name__)
+# Logger name prefixes whose lines stay on stderr only.
+UNSHIPPED_LOGGERS = ("confluent_kafka", "rdkafka", "filas.logs")
 
 
 class LogSink(Protocol):
@@ -57,6 +59,10 @@ class ShippingHandler(logging.handlers.QueueHandler):
     def handle(self, record: logging.LogRecord) -> bool:
         if threading.current_thread() is self.shipper_thread:
             return False  # the sink's own logging: shipping it would feed the queue it drains
+        if record.name.startswith(UNSHIPPED_LOGGERS):
+            # The Kafka client's lines (librdkafka calls a configured logger from its own
+            # threads) and this package's: shipping them through Kafka could feed back.
+            return False
         try:
             return bool(super().handle(record))
         except Exception:  # never raise into the application

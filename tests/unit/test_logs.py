@@ -175,3 +175,19 @@ def test_a_failing_sink_never_raises_into_the_app() -> None:
         assert handle.dropped == 1
     finally:
         handle.close()
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_kafka_client_lines_stay_on_stderr() -> None:
+    stream = io.StringIO()
+    sink = ListSink()
+    handle = configure_logging(settings(), "unit", stream=stream, ship=sink)
+    try:
+        logging.getLogger("confluent_kafka.producer").warning("broker down")
+        logging.getLogger("filas.test").info("two")
+        assert sink.arrived.wait(5)
+        time.sleep(0.1)
+    finally:
+        handle.close()
+    assert [e["message"] for e in sink.events] == ["two"]
+    assert "broker down" in stream.getvalue()
