@@ -170,6 +170,19 @@ class RadiusSettings(BaseModel):
     gateway_instance: str | None = None
     # Start answering only after the replica read the state topics up to their end (or this).
     replica_ready_timeout_s: float = 60.0
+    # CoA / Disconnect (RFC 5176, 'filas radius coa'): what a contract-status event does to a
+    # live session. Blocked: "disconnect" (the NAS re-authenticates into the block pool or is
+    # rejected, per blocked_policy) or "coa" (block pool + block rate on the running session).
+    coa_block_action: Literal["disconnect", "coa"] = "disconnect"
+    # Unblocked / payment confirmed / plan change: "coa" (plan rate) or "disconnect".
+    coa_unblock_action: Literal["coa", "disconnect"] = "coa"
+    # Per try; a request is sent 1 + coa_retries times before the result is TIMEOUT.
+    coa_timeout_s: float = Field(default=2.0, gt=0)
+    coa_retries: int = Field(default=2, ge=0)
+    coa_message_authenticator: bool = True
+    coa_group_id: str = "filas-radius-coa"
+    # Where a new consumer group starts on ixc.contract-status (old blocks must not be replayed).
+    coa_start_from: Literal["latest", "earliest"] = "latest"
 
 
 class TopicsSettings(BaseModel):

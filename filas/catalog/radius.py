@@ -32,4 +32,14 @@ ACCOUNTING = TopicSpec(
     description="Accounting Start/Interim-Update/Stop records.",
 )
 
-TOPICS = (AUTH_REQUESTS, AUTH_DECISIONS, ACCOUNTING)
+COA_RESULTS = TopicSpec(
+    name="radius.coa-results",
+    value_schema="ixc.filas.radius.CoaResult",
+    key_field="contract_id",
+    partitions=6,
+    retention_ms=14 * DAY_MS,
+    retention_bytes=1 * GIB,
+    description="CoA/Disconnect results (ACK/NAK/timeout); the CoA idempotency ledger.",
+)
+
+TOPICS = (AUTH_REQUESTS, AUTH_DECISIONS, ACCOUNTING, COA_RESULTS)

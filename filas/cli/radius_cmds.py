@@ -55,4 +55,37 @@ def serve(settings: Settings, stats_every: float) -> None:
         click.echo("stopped", err=True)
 
 
+@radius.command("coa")
+@click.option("--stats-every", default=30.0, show_default=True, help="Seconds between stat lines.")
+@click.pass_obj
+def coa(settings: Settings, stats_every: float) -> None:
+    """Send CoA/Disconnect-Requests (RFC 5176) for ixc.contract-status events.
+
+    Targets the live sessions of the contract's logins (replica + radius.accounting), sends to
+    the NAS's coa_port with its FILAS_RADIUS__NAS_SECRETS secret, records every ACK/NAK/timeout
+    in radius.coa-results, and skips status events already in that topic (idempotency ledger).
+    """
+    import time
+
+    from streams.radius.coa_worker import CoaWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = CoaWorker(settings)
+    worker.start()
+    click.echo("radius coa worker up", err=True)
+    next_stats = time.monotonic() + stats_every
+    try:
+        while True:
+            worker.run_once()
+            if time.monotonic() >= next_stats:
+                next_stats += stats_every
+                click.echo(
+                    " ".join(f"{k}={v}" for k, v in vars(worker.processor.stats).items()), err=True
+                )
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    finally:
+        worker.close()
+
+
 COMMANDS: list[click.Command] = [radius]

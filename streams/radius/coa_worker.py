@@ -1,0 +1,190 @@
+"""``filas radius coa``: the Kafka side of CoA / Disconnect (RFC 5176).
+
+Reads ``ixc.contract-status`` in a consumer group (offsets committed by hand, only after every
+result event of a status event has been acknowledged by the broker), keeps the replica and the
+live-sessions table with a ``ReplicaFeeder`` like the gateway, and seeds the idempotency ledger
+from ``radius.coa-results`` at start-up
+(docs/decisions/0051-radius-coa-ledger-from-result-topic.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from filas.bootstrap import Serdes, build_producer, build_serdes
+from filas.catalog import Catalog, TopicSpec
+from filas.catalog.ixc_state import CONTRACT_STATUS
+from filas.catalog.radius import COA_RESULTS
+from filas.errors import BrokerUnavailableError, FilasError
+from filas.settings import Settings
+from producers.radius.coa import CoaProcessor, CoaSender, Ledger, Sender
+from streams.radius.replica import ReplicaFeeder, StateReplica
+from streams.radius.sessions import SessionTable
+
+logger = logging.getLogger(__name__)
+
+
+def load_ledger(settings: Settings, catalog: Catalog, serdes: Serdes, timeout_s: float) -> Ledger:
+    """Every (status_event_id, action) in ``radius.coa-results``, read up to the high
+    watermarks seen now (the topic's retention bounds how far back a replay is recognised)."""
+    spec = catalog.resolve(COA_RESULTS)
+    serde = serdes(spec)
+    conf = dict(settings.kafka.client_config()) | {
+        "group.id": f"filas-radius-coa-ledger-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer(conf)
+    ledger = Ledger()
+    try:
+        try:
+            topic = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
+        except KafkaException as exc:
+            raise BrokerUnavailableError(f"coa ledger: no broker answered ({exc})") from exc
+        if topic is None or topic.error is not None:
+            raise FilasError(f"coa ledger: topic {spec.name!r} missing; run 'filas topics apply'")
+        pending: dict[int, int] = {}
+        assignment = []
+        for p in sorted(topic.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
+            if high > low:
+                pending[p] = high
+                assignment.append(TopicPartition(spec.name, p, OFFSET_BEGINNING))
+        if not assignment:
+            return ledger
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise FilasError(
+                    f"coa ledger: {spec.name} not read within {timeout_s:.0f}s",
+                    code="radius_coa_ledger_not_ready",
+                    retriable=True,
+                )
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error():
+                    continue
+                if msg.value() is not None:
+                    record = serde.deserialize(msg.value())
+                    ledger.add((str(record["status_event_id"]), str(record["action"])))
+                p = msg.partition()
+                if p in pending and msg.offset() + 1 >= pending[p]:
+                    del pending[p]
+        return ledger
+    finally:
+        consumer.close()
+
+
+class CoaWorker:
+    """Start: replica + sessions caught up -> ledger loaded -> consumer subscribed. Then
+    ``run_once`` handles one status event at a time (poll, send, emit results and wait for their
+    acks, commit the offset)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog | None = None,
+        serdes: Serdes | None = None,
+        sender: Sender | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog.build(settings.topics.prefix)
+        self._serdes = serdes or build_serdes(settings)
+        radius = settings.radius
+        self.replica = StateReplica()
+        self.sessions = SessionTable(radius.session_stale_after_s)
+        self.feeder = ReplicaFeeder(
+            settings.kafka,
+            self.catalog,
+            self._serdes,
+            self.replica,
+            self.sessions,
+            sessions_lookback_s=radius.session_stale_after_s,
+        )
+        self.producer = build_producer(settings, catalog=self.catalog, serdes=self._serdes)
+        self.processor = CoaProcessor(
+            radius,
+            self.replica,
+            self.sessions,
+            sender
+            or CoaSender(
+                radius.coa_timeout_s,
+                radius.coa_retries,
+                message_authenticator=radius.coa_message_authenticator,
+            ),
+            self._emit,
+        )
+        self._status: TopicSpec = self.catalog.resolve(CONTRACT_STATUS)
+        self._consumer: Any = None
+        self._stop = threading.Event()
+        self.last_results: list[dict[str, Any]] = []
+
+    def _emit(self, spec: TopicSpec, record: Mapping[str, Any]) -> None:
+        self.producer.emit_sync(spec, record, timeout_s=30.0)
+
+    def start(self) -> None:
+        self.feeder.start()
+        timeout = self.settings.radius.replica_ready_timeout_s
+        if not self.feeder.wait_ready(timeout):
+            self.feeder.stop()
+            raise FilasError(
+                f"radius replica did not catch up within {timeout:.0f}s",
+                code="radius_replica_not_ready",
+                retriable=True,
+            )
+        self.processor.ledger = load_ledger(self.settings, self.catalog, self._serdes, timeout)
+        logger.info("coa: ledger holds %d handled status events", len(self.processor.ledger))
+        conf = dict(self.settings.kafka.client_config()) | {
+            "group.id": self.settings.topics.prefix + self.settings.radius.coa_group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.settings.radius.coa_start_from,
+        }
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe([self._status.name])
+
+    def run_once(self, timeout_s: float = 0.5) -> int:
+        """Handle at most one status event; returns how many result events it emitted."""
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return 0
+        if msg.error():
+            logger.warning("coa: consume error: %s", msg.error())
+            return 0
+        self.last_results = []
+        if msg.value() is not None:
+            try:
+                event = self._serdes(self._status).deserialize(msg.value())
+            except FilasError as exc:
+                logger.error("coa: skipped %s offset %s: %s", msg.topic(), msg.offset(), exc.code)
+            else:
+                self.last_results = self.processor.handle(event)
+        # Only now: the results are on the broker, so a replay finds them in the ledger.
+        self._consumer.commit(message=msg, asynchronous=False)
+        return len(self.last_results)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+
+    def stop(self) -> None:
+        """Ask ``run`` (on another thread) to return after the current event."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._consumer is not None:
+            with contextlib.suppress(RuntimeError):
+                self._consumer.close()
+            self._consumer = None
+        self.feeder.stop()
+        self.producer.close(timeout_s=10)
