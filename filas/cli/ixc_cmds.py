@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from filas.cli.service_logging import service_logging
 from filas.settings import Settings
 
 
@@ -39,7 +40,8 @@ def poll(settings: Settings, once: bool, ixc_timezone: str | None) -> None:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise click.BadParameter(f"unknown time zone {ixc_timezone!r}") from exc
     try:
-        report = asyncio.run(run_poller(settings, once=once, tz=tz))
+        with service_logging(settings, "ixc-adapter"):
+            report = asyncio.run(run_poller(settings, once=once, tz=tz))
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
         return

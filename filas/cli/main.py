@@ -18,6 +18,7 @@ from filas.cli import (
     tail_cmd,
     topic_cmds,
 )
+from filas.cli.service_logging import configure_cli_logging
 from filas.errors import FilasError
 from filas.settings import Settings
 
@@ -27,6 +28,7 @@ from filas.settings import Settings
 def cli(ctx: click.Context) -> None:
     """Filas: queues between IXC Provedor and the work it asks for."""
     ctx.obj = Settings()
+    configure_cli_logging(ctx.obj)
 
 
 for _module in (

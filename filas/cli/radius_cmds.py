@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
+from filas.logs import configure_logging
 from filas.settings import Settings
 
 
@@ -26,7 +26,7 @@ def serve(settings: Settings, stats_every: float) -> None:
     """
     from producers.radius.service import GatewayService
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs = configure_logging(settings, "radius-gateway")
 
     async def run() -> None:
         service = GatewayService(settings)
@@ -53,6 +53,8 @@ def serve(settings: Settings, stats_every: float) -> None:
         asyncio.run(run())
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
+    finally:
+        logs.close()
 
 
 @radius.command("coa")
@@ -69,7 +71,7 @@ def coa(settings: Settings, stats_every: float) -> None:
 
     from streams.radius.coa_worker import CoaWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs = configure_logging(settings, "radius-coa")
     worker = CoaWorker(settings)
     worker.start()
     click.echo("radius coa worker up", err=True)
@@ -86,6 +88,7 @@ def coa(settings: Settings, stats_every: float) -> None:
         click.echo("stopped", err=True)
     finally:
         worker.close()
+        logs.close()
 
 
 COMMANDS: list[click.Command] = [radius]

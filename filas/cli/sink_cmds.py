@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from types import FrameType
@@ -11,6 +10,7 @@ import click
 
 from consumers.clickhouse.app import build_sink, run_migrations
 from consumers.clickhouse.sink import DEFAULT_GROUP, SinkConfig
+from filas.cli.service_logging import service_logging
 from filas.settings import Settings
 
 
@@ -68,23 +68,23 @@ def run(
     skip_migrate: bool,
 ) -> None:
     """Consume the topics and batch-insert their events into ClickHouse, one table per topic."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if not skip_migrate:
-        run_migrations(settings, topics)
-    sink_ = build_sink(
-        settings,
-        topics=topics,
-        group_id=group_id,
-        config=SinkConfig(batch_rows=batch_rows, linger_s=linger_s),
-    )
-    stop = threading.Event()
+    with service_logging(settings, "clickhouse-sink"):
+        if not skip_migrate:
+            run_migrations(settings, topics)
+        sink_ = build_sink(
+            settings,
+            topics=topics,
+            group_id=group_id,
+            config=SinkConfig(batch_rows=batch_rows, linger_s=linger_s),
+        )
+        stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stats = sink_.run(stop, idle_exit_s=idle_exit_s)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        stats = sink_.run(stop, idle_exit_s=idle_exit_s)
     for topic, rows in sorted(stats.rows.items()):
         click.echo(f"{topic}: {rows} rows")
     click.echo(

@@ -97,7 +97,9 @@ class Redactor(logging.Filter):
         return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "filas_redacted", False):
+        # Skip only our own earlier pass: another configuration's redactor (a handler left on the
+        # root logger) may know fewer secrets, and its pass must not count as ours.
+        if getattr(record, "filas_redacted", None) is self:
             return True
         try:
             message = record.getMessage()
@@ -112,9 +114,9 @@ class Redactor(logging.Filter):
         if record.stack_info:
             record.stack_info = self.text(record.stack_info)
         for key, item in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS:
+            if key not in _STANDARD_ATTRS and key != "filas_redacted":
                 setattr(record, key, self.value(key, item))
-        record.filas_redacted = True
+        record.filas_redacted = self
         return True
 
 
