@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps up down demo topics test test-unit test-integration lint \
-        typecheck format bench bench-producer bench-sink bench-radius clean
+        typecheck format bench bench-producer bench-sink bench-radius bench-radius-coa clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -55,7 +55,7 @@ test-unit: install ## Unit tests only (no network)
 test: install lint typecheck ## Everything CI runs: lint, types, unit, integration, e2e (starts services)
 	$(BIN)/pytest -q --junitxml=.filas/test-results.xml $(PYTEST_ARGS)
 
-bench: bench-producer bench-sink bench-radius ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
+bench: bench-producer bench-sink bench-radius bench-radius-coa ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
 
 bench-producer: install ## SDK Avro events/s vs Kafka's ProducerPerformance on the same broker
 	$(BIN)/python -m bench.producer
@@ -65,6 +65,9 @@ bench-sink: install ## ClickHouse sink rows/s (Kafka -> ClickHouse) vs clickhous
 
 bench-radius: install ## RADIUS gateway Access-Request req/s and p50/p99 vs FreeRADIUS 3.2 (radclient load)
 	$(BIN)/python -m bench.radius_auth
+
+bench-radius-coa: install ## Contract block event -> NAS ACK latency p50/p99 (CoA/Disconnect)
+	$(BIN)/python -m bench.radius_coa
 
 clean: down ## Stop services and delete local data, caches and the venv
 	rm -rf .filas $(VENV)
