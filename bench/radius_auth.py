@@ -380,7 +380,7 @@ def main() -> None:
             catalog.resolve(s)
             for s in (SUBSCRIBERS, CONTRACTS, NAS, ACCOUNTING, AUTH_REQUESTS, AUTH_DECISIONS)
         ]
-        TopicAdmin(settings.kafka).apply(Catalog({s.name: s for s in specs}, prefix))
+        TopicAdmin(settings.kafka).apply(catalog.only(*specs))
         seed(settings, catalog, args.logins)
         packets = load_files(Path(tmp), "load", args.logins, args.requests, args.clients)
         warmup = load_files(Path(tmp), "warmup", args.logins, 2000, 2)

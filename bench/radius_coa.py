@@ -79,7 +79,7 @@ def main() -> None:
             catalog.resolve(s)
             for s in (SUBSCRIBERS, CONTRACTS, NAS, ACCOUNTING, CONTRACT_STATUS, COA_RESULTS)
         ]
-        TopicAdmin(base.kafka).apply(Catalog({s.name: s for s in specs}, prefix))
+        TopicAdmin(base.kafka).apply(catalog.only(*specs))
         settings = base.model_copy(
             update={
                 "radius": RadiusSettings(

@@ -140,7 +140,7 @@ def main() -> None:
         catalog = Catalog.build(prefix)
         spec = catalog.resolve(ACCOUNTING)
         dlq = catalog.dead_letter_for(spec)
-        TopicAdmin(settings.kafka).apply(Catalog({spec.name: spec, dlq.name: dlq}, prefix))
+        TopicAdmin(settings.kafka).apply(catalog.only(spec, dlq))
         records = sample_records(10_000)
         with build_producer(settings, catalog=catalog) as producer:
             for i in range(args.records):

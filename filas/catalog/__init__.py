@@ -61,6 +61,11 @@ class Catalog:
         """The catalog's version of a module-level spec (with this catalog's prefix applied)."""
         return self.get(spec.name)
 
+    def only(self, *topics: TopicSpec | str) -> Catalog:
+        """A catalog of just these topics (same prefix): apply or serve a few of them."""
+        specs = [self.resolve(t) if isinstance(t, TopicSpec) else self.get(t) for t in topics]
+        return Catalog(MappingProxyType({s.name: s for s in specs}), self.prefix)
+
     def dead_letter_for(self, spec: TopicSpec) -> TopicSpec:
         return self.get(self.resolve(spec).dlq_name)
 

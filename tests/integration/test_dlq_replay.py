@@ -55,7 +55,7 @@ def setup(platform: Settings, unique_name: str) -> tuple[Settings, Catalog]:
     catalog = Catalog.build(unique_name)
     source = catalog.resolve(ACCOUNTING)
     dlq = catalog.dead_letter_for(source)
-    TopicAdmin(platform.kafka).apply(Catalog({source.name: source, dlq.name: dlq}, unique_name))
+    TopicAdmin(platform.kafka).apply(catalog.only(source, dlq))
     letter = dead_letter(
         SourceRecord(source.name, 2, 41, 1_700_000_000_000, KEY, POISON),
         DecodeError("cannot decode Avro body"),

@@ -62,7 +62,7 @@ def test_logs_reach_the_topic_decoded_and_redacted(platform: Settings, unique_na
     )
     catalog = Catalog.build(unique_name)
     spec = catalog.resolve(LOGS)
-    TopicAdmin(platform.kafka).apply(Catalog({spec.name: spec}, unique_name))
+    TopicAdmin(platform.kafka).apply(catalog.only(spec))
 
     stderr = io.StringIO()
     handle = configure_logging(settings, "it-logs", stream=stderr)
@@ -101,7 +101,7 @@ def test_logs_land_in_clickhouse_without_the_secret(platform: Settings, unique_n
     )
     catalog = Catalog.build(unique_name)
     spec = catalog.resolve(LOGS)
-    TopicAdmin(platform.kafka).apply(Catalog({spec.name: spec}, unique_name))
+    TopicAdmin(platform.kafka).apply(catalog.only(spec))
 
     handle = configure_logging(settings, "it-logs-ch", stream=io.StringIO())
     log = logging.getLogger("filas.it.logs")

@@ -76,7 +76,7 @@ def _catalog(cluster: KafkaCluster, prefix: str) -> Catalog:
     three brokers; clamped to 1/1 on one)."""
     catalog = Catalog.build(prefix)
     spec = catalog.resolve(ACCOUNTING)
-    only = Catalog({spec.name: spec}, prefix)
+    only = catalog.only(spec)
     TopicAdmin(KafkaSettings(bootstrap_servers=cluster.bootstrap_servers)).apply(only)
     return only
 

@@ -59,7 +59,7 @@ def consume_all(settings: Settings, spec: TopicSpec, expected: int) -> list[Any]
 def catalog(platform: Settings, unique_name: str) -> Catalog:
     catalog = Catalog.build(unique_name)
     spec = catalog.resolve(ACCOUNTING)
-    TopicAdmin(platform.kafka).apply(Catalog({spec.name: spec}, unique_name))
+    TopicAdmin(platform.kafka).apply(catalog.only(spec))
     return catalog
 
 

@@ -104,7 +104,7 @@ def env(platform: Settings) -> Iterator[Env]:
         catalog.resolve(s)
         for s in (SUBSCRIBERS, CONTRACTS, NAS, ACCOUNTING, CONTRACT_STATUS, COA_RESULTS)
     ]
-    TopicAdmin(platform.kafka).apply(Catalog({s.name: s for s in specs}, prefix))
+    TopicAdmin(platform.kafka).apply(catalog.only(*specs))
     settings = platform.model_copy(
         update={
             "radius": RadiusSettings(

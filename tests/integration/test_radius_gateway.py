@@ -113,7 +113,7 @@ def env(platform: Settings) -> Iterator[Env]:
         catalog.resolve(s)
         for s in (SUBSCRIBERS, CONTRACTS, NAS, ACCOUNTING, AUTH_REQUESTS, AUTH_DECISIONS)
     ]
-    TopicAdmin(platform.kafka).apply(Catalog({s.name: s for s in specs}, prefix))
+    TopicAdmin(platform.kafka).apply(catalog.only(*specs))
     settings = platform.model_copy(
         update={
             "radius": RadiusSettings(

@@ -87,7 +87,7 @@ def test_kafka_down_auth_still_answered_and_events_delivered_after_restart(
         for s in (SUBSCRIBERS, CONTRACTS, NAS, ACCOUNTING, AUTH_REQUESTS, AUTH_DECISIONS)
     ]
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, delivery_timeout_ms=8000)
-    TopicAdmin(kafka).apply(Catalog({s.name: s for s in specs}, unique_name))
+    TopicAdmin(kafka).apply(catalog.only(*specs))
     serdes = Serdes(SchemaCatalog.load(), SchemaRegistry(RegistrySettings(url="mock://radius")))
     settings = isolated_settings(
         kafka=kafka,

@@ -51,7 +51,7 @@ def test_apply_grows_partitions_fixes_drift_and_refuses_to_shrink(
     catalog = Catalog.build(unique_name)
     admin = TopicAdmin(platform.kafka)
     name = f"{unique_name}net.alerts"
-    only = Catalog({name: catalog.get(name)}, unique_name)
+    only = catalog.only(name)
     admin.apply(only)
 
     # Someone changed retention by hand: apply reports the drift and restores the catalog value.
@@ -81,7 +81,7 @@ def test_apply_grows_partitions_fixes_drift_and_refuses_to_shrink(
 def test_describe_counts_records_held(platform: Settings, unique_name: str) -> None:
     catalog = Catalog.build(unique_name)
     name = f"{unique_name}ixc.nas"
-    only = Catalog({name: catalog.get(name)}, unique_name)
+    only = catalog.only(name)
     admin = TopicAdmin(platform.kafka)
     admin.apply(only)
     from confluent_kafka import Producer

@@ -62,3 +62,11 @@ def test_catalog_prefix_and_dead_letter_topics() -> None:
     names = [t.name for t in catalog]
     assert len(names) == len(set(names))
     assert all(n.startswith("t1.") for n in names)
+
+
+def test_only_keeps_the_prefix_and_accepts_specs_or_names() -> None:
+    catalog = Catalog.build("t2.")
+    only = catalog.only(SUBSCRIBERS, "radius.accounting")
+    assert sorted(only.topics) == ["t2.ixc.subscribers", "t2.radius.accounting"]
+    assert only.prefix == "t2."
+    assert only.resolve(SUBSCRIBERS) is catalog.resolve(SUBSCRIBERS)
