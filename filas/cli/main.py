@@ -15,6 +15,7 @@ from filas.cli import (
     radius_cmds,
     schema_cmds,
     sink_cmds,
+    status_cmd,
     tail_cmd,
     topic_cmds,
 )
@@ -42,6 +43,7 @@ for _module in (
     sink_cmds,
     radius_cmds,
     dlq_cmds,
+    status_cmd,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
