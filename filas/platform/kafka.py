@@ -69,8 +69,15 @@ class KafkaNode:
 
 def new_cluster_id() -> str:
     """What ``StorageTool random-uuid`` prints: 16 random bytes, base64url, no padding (22 chars).
-    Generated in Python to save a JVM start."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    Generated in Python to save a JVM start.
+
+    An id starting with '-' (1 in 64) would be read as an option by ``format -t <id>``, and Kafka's
+    own generator avoids it too, so draw again.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaCluster:

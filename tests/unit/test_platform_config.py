@@ -301,3 +301,11 @@ def test_purge_keeps_the_download_cache(tmp_path: Path) -> None:
     platform.purge()
     assert sorted(p.name for p in home.iterdir()) == ["cache"]
     assert (home / "cache/kafka-4.1.0/libs/x.jar").exists()
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    from filas.platform.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2_000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
