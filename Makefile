@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps up down demo topics test test-unit test-integration lint \
-        typecheck format bench bench-producer bench-sink bench-radius bench-radius-coa clean
+        typecheck format bench bench-producer bench-sink bench-radius bench-radius-coa bench-radius-storm \
+        clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -55,7 +56,7 @@ test-unit: install ## Unit tests only (no network)
 test: install lint typecheck ## Everything CI runs: lint, types, unit, integration, e2e (starts services)
 	$(BIN)/pytest -q --junitxml=.filas/test-results.xml $(PYTEST_ARGS)
 
-bench: bench-producer bench-sink bench-radius bench-radius-coa ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
+bench: bench-producer bench-sink bench-radius bench-radius-coa bench-radius-storm ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
 
 bench-producer: install ## SDK Avro events/s vs Kafka's ProducerPerformance on the same broker
 	$(BIN)/python -m bench.producer
@@ -68,6 +69,9 @@ bench-radius: install ## RADIUS gateway Access-Request req/s and p50/p99 vs Free
 
 bench-radius-coa: install ## Contract block event -> NAS ACK latency p50/p99 (CoA/Disconnect)
 	$(BIN)/python -m bench.radius_coa
+
+bench-radius-storm: install ## Reconnect storm: 20,000 logins from 20 NAS in 10 s, unanswered past 3 s, drain time
+	$(BIN)/python -m bench.radius_storm
 
 clean: down ## Stop services and delete local data, caches and the venv
 	rm -rf .filas $(VENV)

@@ -170,6 +170,18 @@ class RadiusSettings(BaseModel):
     gateway_instance: str | None = None
     # Start answering only after the replica read the state topics up to their end (or this).
     replica_ready_timeout_s: float = 60.0
+    # Reconnect storms (docs/decisions/0052): requests wait in one bounded queue per NAS,
+    # served round robin. Over admission_max_queued in total (per port) or
+    # admission_max_queued_per_nas for one NAS a request is dropped unanswered (the NAS
+    # retransmits); one that waited over admission_max_age_s (keep it under the NAS timeout)
+    # is dropped instead of answered late.
+    admission_max_queued: int = Field(default=8192, ge=1)
+    admission_max_queued_per_nas: int = Field(default=2048, ge=1)
+    admission_max_age_s: float = Field(default=2.5, gt=0)
+    # Requests answered per event-loop turn before the socket is read again; datagrams read
+    # per readiness callback.
+    admission_batch: int = Field(default=32, ge=1)
+    admission_read_budget: int = Field(default=512, ge=1)
     # CoA / Disconnect (RFC 5176, 'filas radius coa'): what a contract-status event does to a
     # live session. Blocked: "disconnect" (the NAS re-authenticates into the block pool or is
     # rejected, per blocked_policy) or "coa" (block pool + block rate on the running session).

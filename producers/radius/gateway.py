@@ -14,7 +14,7 @@ Malformed packets are counted and dropped; no exception escapes a datagram handl
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import hashlib
 import logging
 import os
@@ -24,12 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
 from filas.settings import RadiusSettings
 from producers.envelope import envelope
 from producers.radius import policy
+from producers.radius.admission import FairQueue
 from producers.radius.errors import MalformedPacket
 from producers.radius.events import EventSink
 from producers.radius.pyrad_adapter import (
@@ -146,7 +147,7 @@ class RadiusGateway:
             ref: secret.get_secret_value().encode() for ref, secret in settings.nas_secrets.items()
         }
         self._dedupe = DuplicateCache(settings.duplicate_window_s)
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._listeners: list[_Listener] = []
         self.auth_port = 0
         self.acct_port = 0
         self._unknown_logged: dict[str, float] = {}
@@ -160,17 +161,25 @@ class RadiusGateway:
             (self.settings.auth_port, self.handle_auth),
             (self.settings.acct_port, self.handle_acct),
         ):
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_Endpoint, handler, self), local_addr=(host, port)
-            )
-            sock = transport.get_extra_info("socket")
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                # A reconnect storm arrives faster than one core answers: queue it in the kernel
-                # (capped by net.core.rmem_max/wmem_max) instead of dropping it.
-                sock.setsockopt(socket.SOL_SOCKET, option, self.settings.socket_buffer_bytes)
-            self._transports.append(transport)
-        self.auth_port = self._transports[0].get_extra_info("sockname")[1]
-        self.acct_port = self._transports[1].get_extra_info("sockname")[1]
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    # A reconnect storm arrives faster than one core answers: queue it in the
+                    # kernel (capped by net.core.rmem_max/wmem_max) instead of dropping it.
+                    sock.setsockopt(socket.SOL_SOCKET, option, self.settings.socket_buffer_bytes)
+                sock.bind(address)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            listener = _Listener(sock, handler, self, loop)
+            loop.add_reader(sock.fileno(), listener.readable)
+            self._listeners.append(listener)
+        self.auth_port = self._listeners[0].sock.getsockname()[1]
+        self.acct_port = self._listeners[1].sock.getsockname()[1]
         logger.info(
             "radius gateway %s listening on %s auth %d acct %d",
             self.instance,
@@ -180,9 +189,28 @@ class RadiusGateway:
         )
 
     def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        self._transports.clear()
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+
+    def admission_stats(self) -> dict[str, int]:
+        """Both ports' admission counters summed (docs/radius.md, reconnect storms)."""
+        total: dict[str, int] = {}
+        for listener in self._listeners:
+            for name, value in listener.queue.stats.as_dict().items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def cached_reply(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
+        """The RFC 5080 cached reply for a retransmission, answered before admission."""
+        if len(data) < 20:
+            return None
+        key = (addr[0], addr[1], data[1], data[4:20])
+        cached = self._dedupe.get(key, time.monotonic())
+        if cached is not None:
+            self.stats.received += 1
+            self.stats.duplicates += 1
+        return cached
 
     # ---- shared steps ---------------------------------------------------------------------
 
@@ -455,24 +483,94 @@ def _octets(request: RadiusRequest, direction: str) -> int:
 Handler = Callable[[bytes, tuple[str, int]], bytes | None]
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, handler: Handler, gateway: RadiusGateway) -> None:
+class _Listener:
+    """One UDP port: the reader admits datagrams into a per-NAS ``FairQueue``; a drain step
+    answers them round robin, ``admission_batch`` per event-loop turn, so the reader keeps
+    emptying the kernel buffer (and classifying every NAS) while a storm is being served."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        gateway: RadiusGateway,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        settings = gateway.settings
+        self.sock = sock
         self._handler = handler
         self._gateway = gateway
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop = loop
+        self._read_budget = settings.admission_read_budget
+        self._batch = settings.admission_batch
+        self.queue: FairQueue[tuple[bytes, tuple[str, int]]] = FairQueue(
+            max_queued=settings.admission_max_queued,
+            max_queued_per_nas=settings.admission_max_queued_per_nas,
+            max_age_s=settings.admission_max_age_s,
+            clock=time.monotonic,
+        )
+        self._drain_scheduled = False
+        self._closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
+    def readable(self) -> None:
+        sock = self.sock
+        gateway = self._gateway
+        for _ in range(self._read_budget):
+            try:
+                data, raw_addr = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                logger.debug("radius: socket error %s", exc)
+                continue
+            addr = (str(raw_addr[0]), int(raw_addr[1]))
+            try:
+                cached = gateway.cached_reply(data, addr)
+            except Exception:
+                gateway.stats.internal_errors += 1
+                logger.exception("radius: unexpected error admitting a packet from %s", addr[0])
+                continue
+            if cached is not None:
+                self._send(cached, addr)
+                continue
+            dedupe = (addr[0], addr[1], data[1], data[4:20]) if len(data) >= 20 else None
+            if not self.queue.offer(addr[0], (data, addr), dedupe):
+                gateway.stats.received += 1
+        if self.queue and not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon(self.drain)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        try:
-            reply = self._handler(data, (str(addr[0]), int(addr[1])))
-        except Exception:  # the last line of defence: count, log, keep serving
-            self._gateway.stats.internal_errors += 1
-            logger.exception("radius: unexpected error handling a packet from %s", addr[0])
+    def drain(self) -> None:
+        self._drain_scheduled = False
+        if self._closed:
             return
-        if reply is not None and self._transport is not None:
-            self._transport.sendto(reply, addr)
+        for _ in range(self._batch):
+            entry = self.queue.pop()
+            if entry is None:
+                break
+            data, addr = entry
+            try:
+                reply = self._handler(data, addr)
+            except Exception:  # the last line of defence: count, log, keep serving
+                self._gateway.stats.internal_errors += 1
+                logger.exception("radius: unexpected error handling a packet from %s", addr[0])
+                continue
+            if reply is not None:
+                self._send(reply, addr)
+        if self.queue:
+            self._drain_scheduled = True
+            self._loop.call_soon(self.drain)
 
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("radius: socket error %s", exc)
+    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(reply, addr)
+        except (BlockingIOError, InterruptedError):
+            # Send buffer full: the NAS retransmits and gets the cached reply.
+            logger.debug("radius: send buffer full, reply to %s dropped", addr[0])
+        except OSError as exc:
+            logger.debug("radius: socket error %s", exc)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(RuntimeError, ValueError):  # the loop is already closed
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
