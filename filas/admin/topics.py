@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -19,12 +17,13 @@ from confluent_kafka.admin import (
     OffsetSpec,
 )
 
+from filas.admin.futures import ADMIN_TIMEOUT_S, admin_result
 from filas.admin.topic_plan import Action, Change, LiveTopic, plan
 from filas.catalog import Catalog, TopicSpec
 from filas.errors import BrokerUnavailableError, FilasError
 from filas.settings import KafkaSettings
 
-_TIMEOUT_S = 15.0
+_TIMEOUT_S = ADMIN_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +36,6 @@ class TopicStatus:
     replication_factor: int
     records: int
     """Records currently held (end offset minus start offset, summed over partitions)."""
-
-
-def _wait(future: Future[Any], what: str) -> Any:
-    try:
-        return future.result(timeout=_TIMEOUT_S)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        raise FilasError(
-            f"{what}: {error.str()}", code="kafka_admin", retriable=error.retriable()
-        ) from exc
-    except TimeoutError as exc:
-        raise BrokerUnavailableError(f"{what}: no answer in {_TIMEOUT_S:.0f}s") from exc
 
 
 class TopicAdmin:
@@ -75,7 +62,7 @@ class TopicAdmin:
         configs = self._client.describe_configs(resources, request_timeout=_TIMEOUT_S)
         live: dict[str, LiveTopic] = {}
         for resource, future in configs.items():
-            entries: Mapping[str, ConfigEntry] = _wait(future, f"describe {resource.name}")
+            entries: Mapping[str, ConfigEntry] = admin_result(future, f"describe {resource.name}")
             topic = metadata.topics[resource.name]
             partitions = topic.partitions
             replication = len(next(iter(partitions.values())).replicas) if partitions else 0
@@ -112,7 +99,7 @@ class TopicAdmin:
                 creates, request_timeout=_TIMEOUT_S
             ).items():
                 try:
-                    _wait(future, f"create {name}")
+                    admin_result(future, f"create {name}")
                 except FilasError as exc:
                     # Another apply racing us created it first: that is the state we want.
                     if "already exists" not in str(exc).lower():
@@ -127,7 +114,7 @@ class TopicAdmin:
             for name, future in self._client.create_partitions(
                 grows, request_timeout=_TIMEOUT_S
             ).items():
-                _wait(future, f"add partitions to {name}")
+                admin_result(future, f"add partitions to {name}")
         updates = [
             ConfigResource(
                 ConfigResource.Type.TOPIC,
@@ -142,7 +129,7 @@ class TopicAdmin:
         ]
         if updates:
             for resource, future in self._client.incremental_alter_configs(updates).items():
-                _wait(future, f"update config of {resource.name}")
+                admin_result(future, f"update config of {resource.name}")
         return changes
 
     def _wait_visible(self, names: list[str], timeout_s: float = 30.0) -> None:
@@ -194,7 +181,7 @@ class TopicAdmin:
             futures = self._client.list_offsets(
                 dict.fromkeys(partitions, spec), request_timeout=_TIMEOUT_S
             )
-            return {tp: _wait(f, "list offsets").offset for tp, f in futures.items()}
+            return {tp: admin_result(f, "list offsets").offset for tp, f in futures.items()}
 
         latest = offsets(OffsetSpec.latest())
         earliest = offsets(OffsetSpec.earliest())

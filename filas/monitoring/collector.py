@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from filas.errors import BrokerUnavailableError, FilasError
+from filas.admin.futures import ADMIN_TIMEOUT_S, admin_result
+from filas.errors import BrokerUnavailableError
 from filas.monitoring.samples import GroupOffsets, Snapshot, TopicPartitionKey
 from filas.settings import KafkaSettings
 
-_TIMEOUT_S = 15.0
-
-
-def _wait(future: Future[Any], what: str) -> Any:
-    try:
-        return future.result(timeout=_TIMEOUT_S)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        raise FilasError(
-            f"{what}: {error.str()}", code="kafka_admin", retriable=error.retriable()
-        ) from exc
-    except TimeoutError as exc:
-        raise BrokerUnavailableError(f"{what}: no answer in {_TIMEOUT_S:.0f}s") from exc
+_TIMEOUT_S = ADMIN_TIMEOUT_S
 
 
 class LagCollector:
@@ -76,19 +64,19 @@ class LagCollector:
             return {}
         futures = self._client.list_offsets(request, request_timeout=_TIMEOUT_S)
         return {
-            (tp.topic, tp.partition): _wait(f, f"offsets of {tp.topic}").offset
+            (tp.topic, tp.partition): admin_result(f, f"offsets of {tp.topic}").offset
             for tp, f in futures.items()
         }
 
     def _groups(self) -> dict[str, GroupOffsets]:
-        listing = _wait(
+        listing = admin_result(
             self._client.list_consumer_groups(request_timeout=_TIMEOUT_S), "list groups"
         )
         ids = sorted(g.group_id for g in listing.valid)
         if not ids:
             return {}
         descriptions = {
-            gid: _wait(f, f"describe group {gid}")
+            gid: admin_result(f, f"describe group {gid}")
             for gid, f in self._client.describe_consumer_groups(
                 ids, request_timeout=_TIMEOUT_S
             ).items()
@@ -99,7 +87,7 @@ class LagCollector:
             [future] = self._client.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(gid)], request_timeout=_TIMEOUT_S
             ).values()
-            offsets = _wait(future, f"offsets of group {gid}")
+            offsets = admin_result(future, f"offsets of group {gid}")
             committed = {
                 (tp.topic, tp.partition): tp.offset
                 for tp in offsets.topic_partitions
