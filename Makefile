@@ -8,8 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps up down demo topics test test-unit test-integration lint \
-        typecheck format bench bench-producer bench-sink bench-radius bench-radius-coa bench-radius-storm \
-        clean
+        typecheck format bench $(BENCH_TARGETS) clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -56,22 +55,18 @@ test-unit: install ## Unit tests only (no network)
 test: install lint typecheck ## Everything CI runs: lint, types, unit, integration, e2e (starts services)
 	$(BIN)/pytest -q --junitxml=.filas/test-results.xml $(PYTEST_ARGS)
 
-bench: bench-producer bench-sink bench-radius bench-radius-coa bench-radius-storm ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
+# Every module bench/<name>.py except the shared helpers is a benchmark, run alone by
+# `make bench-<name>` (underscores become dashes), so adding a benchmark never edits this file.
+BENCH_MODULES := $(sort $(filter-out __init__ platform common,$(basename $(notdir $(wildcard bench/*.py)))))
+BENCH_TARGETS := $(addprefix bench-,$(subst _,-,$(BENCH_MODULES)))
 
-bench-producer: install ## SDK Avro events/s vs Kafka's ProducerPerformance on the same broker
-	$(BIN)/python -m bench.producer
+bench: $(BENCH_TARGETS) ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'
 
-bench-sink: install ## ClickHouse sink rows/s (Kafka -> ClickHouse) vs clickhouse-client TSV insert
-	$(BIN)/python -m bench.sink_throughput
+bench-list: ## List the benchmarks (make bench-NAME runs one)
+	@for t in $(BENCH_TARGETS); do echo "  $$t"; done
 
-bench-radius: install ## RADIUS gateway Access-Request req/s and p50/p99 vs FreeRADIUS 3.2 (radclient load)
-	$(BIN)/python -m bench.radius_auth
-
-bench-radius-coa: install ## Contract block event -> NAS ACK latency p50/p99 (CoA/Disconnect)
-	$(BIN)/python -m bench.radius_coa
-
-bench-radius-storm: install ## Reconnect storm: 20,000 logins from 20 NAS in 10 s, unanswered past 3 s, drain time
-	$(BIN)/python -m bench.radius_storm
+bench-%: install ## One benchmark: bench/<name>.py (e.g. make bench-producer, bench-sink-throughput)
+	$(BIN)/python -m bench.$(subst -,_,$*)
 
 clean: down ## Stop services and delete local data, caches and the venv
 	rm -rf .filas $(VENV)

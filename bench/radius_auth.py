@@ -11,7 +11,7 @@ PAP Access-Requests carrying Message-Authenticator (both require it).
 - Latency: an open-loop sender at a fixed rate (default 2,000 requests/s, the issue's goal
   point) from 16 UDP sockets, per-request round trip, p50 and p99.
 
-Run: ``make bench-radius`` (or ``python -m bench.radius_auth --logins 20000``). Needs
+Run: ``make bench-radius-auth`` (or ``python -m bench.radius_auth --logins 20000``). Needs
 ``freeradius`` and ``radclient`` (Debian freeradius, freeradius-utils).
 """
 

@@ -7,7 +7,7 @@ the sink wrote (exported as TSV from the sink's table) into an identical table: 
 bulk path with no Kafka, no Avro and no Python. The sink's time runs from its first record read to
 its last acknowledged INSERT (group join excluded); the peer's includes the client's start-up.
 
-Run: ``make bench-sink`` (or ``python -m bench.sink_throughput --records N``).
+Run: ``make bench-sink-throughput`` (or ``python -m bench.sink_throughput --records N``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ command -v radclient >/dev/null || need+=(freeradius-utils)
 # FreeRADIUS itself is the peer of `make bench-radius` (bench/radius_auth.py runs its own copy).
 command -v freeradius >/dev/null || need+=(freeradius)
 command -v fping >/dev/null || need+=(fping)
+# ip netns / veth: the ping tests build hosts in network namespaces and take them down and up.
+command -v ip >/dev/null || need+=(iproute2)
+# Headless browser for the status page test.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
