@@ -197,6 +197,14 @@ class RadiusSettings(BaseModel):
     coa_start_from: Literal["latest", "earliest"] = "latest"
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus ``/metrics`` endpoint every long-running Filas process serves."""
+
+    host: str = "127.0.0.1"
+    # None: no endpoint (CLI one-shots, tests). Kubernetes sets 9400 on every pod.
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class TopicsSettings(BaseModel):
     model_config = _FROZEN
 
@@ -249,4 +257,5 @@ class Settings(BaseSettings):
     ixc: IxcSettings = IxcSettings()
     radius: RadiusSettings = RadiusSettings()
     topics: TopicsSettings = TopicsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()

@@ -1,0 +1,78 @@
+"""Prometheus metrics shared by every Filas process, and the ``/metrics`` endpoint.
+
+One set of metric families with a ``component`` label (``sink``, ``radius-gateway``, ``pinger``,
+``campaign-worker`` ...) instead of per-module names, so one Grafana panel and one bottleneck rule
+cover every processor. Label values must stay low-cardinality: topic names and dependency names,
+never logins, device ids or request ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import start_http_server as _start_http_server
+
+from filas.settings import MetricsSettings
+
+# Latency buckets from 0.5 ms (a RADIUS decision) to 30 s (a retried SMTP send).
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000)
+
+EVENTS_IN = Counter("filas_events_in", "Events consumed or received", ["component", "topic"])
+EVENTS_OUT = Counter("filas_events_out", "Events produced or delivered", ["component", "topic"])
+ERRORS = Counter("filas_errors", "Errors by kind", ["component", "kind"])
+DEAD_LETTERS = Counter(
+    "filas_dead_letters", "Records sent to a dead-letter topic", ["component", "topic"]
+)
+PROCESSING_SECONDS = Histogram(
+    "filas_processing_seconds",
+    "Time to process one event or batch, end to end inside the process",
+    ["component", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+DEPENDENCY_SECONDS = Histogram(
+    "filas_dependency_seconds",
+    "Time spent waiting on an external dependency (clickhouse, smtp, sms, nas, ixc, kafka)",
+    ["component", "dependency"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "filas_batch_size", "Records per batch", ["component"], buckets=BATCH_BUCKETS
+)
+RATE_LIMIT_TOKENS = Gauge(
+    "filas_rate_limit_tokens", "Tokens left in a rate limiter", ["component", "limiter"]
+)
+RATE_LIMIT_RATE = Gauge(
+    "filas_rate_limit_rate",
+    "Configured share of a rate limit (per second)",
+    ["component", "limiter"],
+)
+QUEUE_DEPTH = Gauge(
+    "filas_queue_depth", "Items waiting in an in-process queue or buffer", ["component", "queue"]
+)
+
+
+@contextmanager
+def timed(histogram: Histogram, **labels: str) -> Iterator[None]:
+    """Observe the block's wall time on ``histogram`` (with ``labels``), even when it raises."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram.labels(**labels).observe(time.perf_counter() - start)
+
+
+def serve_metrics(
+    settings: MetricsSettings, registry: CollectorRegistry = REGISTRY
+) -> tuple[WSGIServer, Thread] | None:
+    """Start the ``/metrics`` endpoint in a daemon thread; None when no port is configured."""
+    if settings.port is None:
+        return None
+    return _start_http_server(settings.port, addr=settings.host, registry=registry)
