@@ -57,7 +57,7 @@ test: install lint typecheck ## Everything CI runs: lint, types, unit, integrati
 
 # Every module bench/<name>.py except the shared helpers is a benchmark, run alone by
 # `make bench-<name>` (underscores become dashes), so adding a benchmark never edits this file.
-BENCH_MODULES := $(sort $(filter-out __init__ platform common,$(basename $(notdir $(wildcard bench/*.py)))))
+BENCH_MODULES := $(sort $(filter-out __init__ common,$(basename $(notdir $(wildcard bench/*.py)))))
 BENCH_TARGETS := $(addprefix bench-,$(subst _,-,$(BENCH_MODULES)))
 
 bench: $(BENCH_TARGETS) ## Every benchmark; each ends with 'name: value unit (ratio R vs PEER)'

@@ -21,12 +21,12 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.platform import report, services
+from bench.common import report, services
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog
 from filas.catalog.radius import ACCOUNTING
-from filas.platform import maven
-from filas.platform.java import find_java
+from filas.local_platform import maven
+from filas.local_platform.java import find_java
 from filas.settings import Settings
 
 PEER = "kafka-ProducerPerformance"

@@ -34,13 +34,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.platform import report, services
+from bench.common import report, services
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
 from filas.catalog import Catalog
 from filas.catalog.ixc_state import CONTRACTS, NAS, SUBSCRIBERS
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
-from filas.platform.processes import free_port
+from filas.local_platform.processes import free_port
 from filas.settings import Settings
 from producers.envelope import envelope
 from producers.radius.pyrad_adapter import ACCESS_REQUEST, RadiusCodec

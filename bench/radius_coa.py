@@ -1,6 +1,6 @@
 """CoA latency: contract-status event -> CoA worker -> NAS ACK, p50/p99 (issue 3: p99 < 5 s).
 
-Kafka + registry from ``bench.platform.services``; a NAS responder on a free UDP port answers
+Kafka + registry from ``bench.common.services``; a NAS responder on a free UDP port answers
 every CoA/Disconnect-Request with an ACK; ``--events`` block events (one contract and one live
 session each) are emitted at ``--rate`` per second while the worker (``CoaWorker``, the same code
 as ``filas radius coa``) runs. Latency is the result's ``status_event_lag_ms``: from the status
@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench.platform import report, services
+from bench.common import report, services
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
 from filas.catalog import Catalog

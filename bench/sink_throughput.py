@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.platform import report, services
+from bench.common import report, services
 from bench.producer import sample_records
 from consumers.clickhouse.app import build_sink
 from consumers.clickhouse.client import ClickHouse, quote
@@ -42,7 +42,7 @@ PEER = "clickhouse-client-TSV"
 def clickhouse_of(settings: Settings, database: str) -> ClickHouseSettings:
     if os.environ.get("FILAS_KAFKA__BOOTSTRAP_SERVERS"):
         base = settings.clickhouse
-    else:  # bench.platform started a private ClickHouse on these ports
+    else:  # bench.common started a private ClickHouse on these ports
         base = ClickHouseSettings(
             port=settings.local.clickhouse_tcp_port, http_port=settings.local.clickhouse_http_port
         )

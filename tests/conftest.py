@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from filas.platform.local import LocalPlatform
-from filas.platform.testing import (
+from filas.local_platform.local import LocalPlatform
+from filas.local_platform.testing import (
     PlatformSession,
     clickhouse_from_url,
     isolated_settings,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from filas.platform import maven
-from filas.platform.local import LocalPlatform
+from filas.local_platform import maven
+from filas.local_platform.local import LocalPlatform
 from filas.settings import Settings
 
 

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from filas.platform.testing import PlatformSession
+from filas.local_platform.testing import PlatformSession
 from filas.settings import Settings
 
 pytestmark = pytest.mark.integration

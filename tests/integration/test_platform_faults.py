@@ -24,9 +24,9 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import Serdes
 from filas.catalog import Catalog
 from filas.catalog.radius import ACCOUNTING
-from filas.platform.kafka import KafkaCluster
-from filas.platform.maven import KafkaVersions, fetch_kafka
-from filas.platform.testing import local_settings
+from filas.local_platform.kafka import KafkaCluster
+from filas.local_platform.maven import KafkaVersions, fetch_kafka
+from filas.local_platform.testing import local_settings
 from filas.settings import KafkaSettings, RegistrySettings
 from producers.envelope import envelope
 from producers.sdk import Delivery, DeliveryCallback, DeliveryFailure, EventProducer

@@ -14,8 +14,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from filas.platform.local import LocalPlatform, RunningPlatform
-from filas.platform.testing import local_settings
+from filas.local_platform.local import LocalPlatform, RunningPlatform
+from filas.local_platform.testing import local_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

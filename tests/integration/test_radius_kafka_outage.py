@@ -28,9 +28,9 @@ from filas.bootstrap import Serdes
 from filas.catalog import Catalog
 from filas.catalog.ixc_state import CONTRACTS, NAS, SUBSCRIBERS
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
-from filas.platform.kafka import KafkaCluster
-from filas.platform.maven import KafkaVersions, fetch_kafka
-from filas.platform.testing import isolated_settings, local_settings
+from filas.local_platform.kafka import KafkaCluster
+from filas.local_platform.maven import KafkaVersions, fetch_kafka
+from filas.local_platform.testing import isolated_settings, local_settings
 from filas.settings import KafkaSettings, RadiusSettings, RegistrySettings
 from producers.envelope import envelope
 from producers.radius.service import GatewayService

@@ -29,8 +29,8 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.radius import ACCOUNTING
-from filas.platform.clickhouse import LocalClickHouse
-from filas.platform.processes import free_port
+from filas.local_platform.clickhouse import LocalClickHouse
+from filas.local_platform.processes import free_port
 from filas.settings import Settings, TopicsSettings
 from schemas.catalog import SchemaCatalog
 from schemas.samples import sample_records

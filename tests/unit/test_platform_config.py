@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from filas.errors import ConfigurationError, PlatformError
-from filas.platform import clickhouse as ch_mod
-from filas.platform import local as local_mod
-from filas.platform.clickhouse import LocalClickHouse
-from filas.platform.kafka import KafkaCluster, ScramUser, new_cluster_id
-from filas.platform.local import Layout, RunningPlatform
-from filas.platform.maven import KafkaVersions, broker_artifacts, render_pom, tools_artifacts
-from filas.platform.processes import ServiceProcess, free_port_block, wait_until
+from filas.local_platform import clickhouse as ch_mod
+from filas.local_platform import local as local_mod
+from filas.local_platform.clickhouse import LocalClickHouse
+from filas.local_platform.kafka import KafkaCluster, ScramUser, new_cluster_id
+from filas.local_platform.local import Layout, RunningPlatform
+from filas.local_platform.maven import KafkaVersions, broker_artifacts, render_pom, tools_artifacts
+from filas.local_platform.processes import ServiceProcess, free_port_block, wait_until
 from filas.settings import ClickHouseSettings, LocalPlatformSettings, SecurityProtocol
 
 
@@ -304,7 +304,7 @@ def test_purge_keeps_the_download_cache(tmp_path: Path) -> None:
 
 
 def test_cluster_ids_never_start_with_a_dash() -> None:
-    from filas.platform.kafka import new_cluster_id
+    from filas.local_platform.kafka import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2_000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

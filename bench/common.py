@@ -1,6 +1,6 @@
 """The services a benchmark measures against: the running platform, or a private one.
 
-With ``FILAS_KAFKA__BOOTSTRAP_SERVERS`` set (e.g. after sourcing ``.filas/platform.env``), the
+With ``FILAS_KAFKA__BOOTSTRAP_SERVERS`` set (e.g. after sourcing ``.filas/local_platform.env``), the
 benchmark uses those services. Otherwise it starts Kafka and the registry under
 ``.filas/bench`` on free ports and stops them afterwards, so it never disturbs ``make up``.
 """
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filas.platform.local import LocalPlatform
-from filas.platform.processes import free_port, free_port_block
+from filas.local_platform.local import LocalPlatform
+from filas.local_platform.processes import free_port, free_port_block
 from filas.settings import LocalPlatformSettings, RegistrySettings, Settings
 
 

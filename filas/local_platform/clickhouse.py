@@ -18,7 +18,7 @@ from string import Template
 from xml.sax.saxutils import escape
 
 from filas.errors import PlatformError
-from filas.platform.processes import ServiceProcess, port_open, wait_until
+from filas.local_platform.processes import ServiceProcess, port_open, wait_until
 from filas.settings import ClickHouseSettings, LocalPlatformSettings
 
 HOST = "127.0.0.1"
@@ -96,7 +96,7 @@ class LocalClickHouse:
         for d in (data_dir / "tmp", data_dir / "user_files", data_dir / "format_schemas", log_dir):
             d.mkdir(parents=True, exist_ok=True)
         users_path = (self.directory / "users.xml").resolve()
-        templates = resources.files("filas.platform") / "templates"
+        templates = resources.files("filas.local_platform") / "templates"
         config = Template((templates / "clickhouse-config.xml").read_text()).substitute(
             log_dir=escape(str(log_dir)),
             data_dir=escape(str(data_dir)),

@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 
 from filas.errors import ConfigurationError, PlatformError
-from filas.platform.java import find_java
-from filas.platform.processes import ServiceProcess, log_tail, port_open, wait_until
+from filas.local_platform.java import find_java
+from filas.local_platform.processes import ServiceProcess, log_tail, port_open, wait_until
 from filas.settings import LocalPlatformSettings
 
 HOST = "127.0.0.1"
@@ -228,7 +228,7 @@ class KafkaCluster:
 
     def write_configs(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        template = resources.files("filas.platform") / "templates" / "kafka-log4j2.properties"
+        template = resources.files("filas.local_platform") / "templates" / "kafka-log4j2.properties"
         self.log4j_path.write_text(template.read_text())
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)

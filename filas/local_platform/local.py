@@ -2,7 +2,7 @@
 
 Everything lives under ``settings.local.home`` (default ``.filas`` in the working directory):
 configs, data, logs, pid files, and ``platform.env``, which scripts source to reach what runs:
-``set -a; . .filas/platform.env; set +a``.
+``set -a; . .filas/local_platform.env; set +a``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filas.errors import PlatformError
-from filas.platform import maven
-from filas.platform.clickhouse import LocalClickHouse
-from filas.platform.java import find_java
-from filas.platform.kafka import SCRAM_MECHANISM, KafkaCluster, ScramUser
-from filas.platform.processes import ServiceProcess
-from filas.platform.registry import LocalRegistry
+from filas.local_platform import maven
+from filas.local_platform.clickhouse import LocalClickHouse
+from filas.local_platform.java import find_java
+from filas.local_platform.kafka import SCRAM_MECHANISM, KafkaCluster, ScramUser
+from filas.local_platform.processes import ServiceProcess
+from filas.local_platform.registry import LocalRegistry
 from filas.settings import (
     ClickHouseSettings,
     KafkaSettings,

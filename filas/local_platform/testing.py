@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from filas.platform.local import LocalPlatform, RunningPlatform
-from filas.platform.processes import free_port, free_port_block
+from filas.local_platform.local import LocalPlatform, RunningPlatform
+from filas.local_platform.processes import free_port, free_port_block
 from filas.settings import ClickHouseSettings, LocalPlatformSettings, Settings
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filas.errors import PlatformError
-from filas.platform.java import find_java, required_java
-from filas.platform.kafka import SCRAM_MECHANISM, ScramUser
-from filas.platform.maven import quarkus_launcher
-from filas.platform.processes import ServiceProcess, port_open, wait_until
+from filas.local_platform.java import find_java, required_java
+from filas.local_platform.kafka import SCRAM_MECHANISM, ScramUser
+from filas.local_platform.maven import quarkus_launcher
+from filas.local_platform.processes import ServiceProcess, port_open, wait_until
 from filas.settings import LocalPlatformSettings
 
 HOST = "127.0.0.1"
