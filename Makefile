@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help docs install system-deps up down demo topics test test-unit test-integration lint \
+.PHONY: help docs k8s-topics install system-deps up down demo topics test test-unit test-integration lint \
         typecheck format bench $(BENCH_TARGETS) clean
 
 help: ## Show this help
@@ -67,6 +67,9 @@ bench-list: ## List the benchmarks (make bench-NAME runs one)
 
 bench-%: install ## One benchmark: bench/<name>.py (e.g. make bench-producer, bench-sink-throughput)
 	$(BIN)/python -m bench.$(subst -,_,$*)
+
+k8s-topics: install ## Regenerate deploy/base's KafkaTopics and KEDA ScaledObjects from the catalog
+	$(BIN)/filas topics render --k8s --write deploy/base
 
 docs: install ## Regenerate the README's topic table and configuration reference from the code
 	$(BIN)/python scripts/update_readme_tables.py
