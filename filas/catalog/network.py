@@ -1,4 +1,4 @@
-"""Network monitoring: ping results and alerts, keyed by device."""
+"""Network monitoring: ping results, alerts and automatic outage responses, keyed by device."""
 
 from filas.catalog.spec import DAY_MS, GIB, TopicSpec
 
@@ -22,4 +22,17 @@ ALERTS = TopicSpec(
     description="Alert open/update/resolve events, keyed by the root-cause device.",
 )
 
-TOPICS = (PING_RESULTS, ALERTS)
+RESPONSES = TopicSpec(
+    name="net.responses",
+    value_schema="ixc.filas.network.OutageResponse",
+    key_field="root_device_id",
+    partitions=6,
+    retention_ms=30 * DAY_MS,
+    retention_bytes=1 * GIB,
+    description=(
+        "Automatic outage responses (NOC notify, one notice per subscriber, pause/resume "
+        "marketing, ticket), keyed by the root-cause device."
+    ),
+)
+
+TOPICS = (PING_RESULTS, ALERTS, RESPONSES)
