@@ -32,6 +32,16 @@ from consumers.clickhouse.errors import ClickHouseError, RowConversionError
 from consumers.clickhouse.tables import Table
 from filas.catalog import TopicSpec
 from filas.errors import DecodeError, DeliveryError, FilasError, ValidationError
+from filas.metrics import (
+    BATCH_SIZE,
+    DEAD_LETTERS,
+    DEPENDENCY_SECONDS,
+    ERRORS,
+    EVENTS_IN,
+    EVENTS_OUT,
+    PROCESSING_SECONDS,
+    timed,
+)
 from filas.settings import KafkaSettings
 from producers.sdk import EventProducer
 from schemas.dead_letter import SourceRecord, dead_letter
@@ -151,11 +161,12 @@ class ClickHouseSink:
             while not stop.is_set():
                 timeout = self._poll_timeout()
                 messages = self._consumer.consume(self.config.fetch_max, timeout)
-                for msg in messages:
-                    if msg.error():
-                        self._on_error(msg.error())
-                        continue
-                    self._add(msg)
+                with timed(PROCESSING_SECONDS, component=PROCESSOR, stage="decode"):
+                    for msg in messages:
+                        if msg.error():
+                            self._on_error(msg.error())
+                            continue
+                        self._add(msg)
                 if messages:
                     last_record = time.monotonic()
                 if self._due():
@@ -204,6 +215,7 @@ class ClickHouseSink:
             if self.stats.first_record_at is None:
                 self.stats.first_record_at = self._batch_started
         self._offsets[(topic, partition)] = offset + 1
+        EVENTS_IN.labels(PROCESSOR, topic).inc()
         value = msg.value()
         if value is None:  # a tombstone on a compacted state topic: nothing to land
             return
@@ -230,6 +242,7 @@ class ClickHouseSink:
         if not table.topic.dead_letter:
             # A topic without a dead-letter queue (filas.logs): its policy is skip.
             self.stats.skipped += 1
+            ERRORS.labels(PROCESSOR, "skipped").inc()
             log.warning(
                 "sink: %s[%d]@%d skipped: %s", source.topic, source.partition, source.offset, error
             )
@@ -237,6 +250,7 @@ class ClickHouseSink:
         record = dead_letter(source, error, PROCESSOR, redact_value=self._redact[msg.topic()])
         self._dead_letters.send(table.topic, record)
         self.stats.dead_letters += 1
+        DEAD_LETTERS.labels(PROCESSOR, msg.topic()).inc()
         log.warning(
             "sink: %s[%d]@%d -> dead letters: %s",
             source.topic,
@@ -257,12 +271,15 @@ class ClickHouseSink:
             return
         self._flushing = True
         delay = self.config.backoff_initial_s
+        BATCH_SIZE.labels(PROCESSOR).observe(self._pending)
+        started = time.perf_counter()
         try:
             while True:
                 try:
                     self._write()
                     break
                 except (ClickHouseError, DeliveryError) as exc:
+                    ERRORS.labels(PROCESSOR, exc.code).inc()
                     if not exc.retriable or not retry:
                         raise
                     if self._stop.is_set():
@@ -281,6 +298,7 @@ class ClickHouseSink:
         finally:
             self._flushing = False
         self._commit()
+        PROCESSING_SECONDS.labels(PROCESSOR, "flush").observe(time.perf_counter() - started)
         self._resume()
         self._batch_started = None
         self.stats.batches += 1
@@ -296,12 +314,15 @@ class ClickHouseSink:
             if not rows:
                 continue
             table = self._tables[name]
-            self._clickhouse.insert(table.name, table.insert_columns, rows)
+            with timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="clickhouse"):
+                self._clickhouse.insert(table.name, table.insert_columns, rows)
+            EVENTS_OUT.labels(PROCESSOR, name).inc(len(rows))
             self.stats.rows[name] = self.stats.rows.get(name, 0) + len(rows)
             self._pending -= len(rows)
             self._rows[name] = []
             self.stats.last_insert_at = time.monotonic()
-        self._dead_letters.flush()
+        with timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="kafka"):
+            self._dead_letters.flush()
 
     def _commit(self) -> None:
         if not self._offsets:

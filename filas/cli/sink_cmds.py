@@ -11,6 +11,7 @@ import click
 from consumers.clickhouse.app import build_sink, run_migrations
 from consumers.clickhouse.sink import DEFAULT_GROUP, SinkConfig
 from filas.cli.service_logging import service_logging
+from filas.metrics import serve_metrics
 from filas.settings import Settings
 
 
@@ -69,6 +70,7 @@ def run(
 ) -> None:
     """Consume the topics and batch-insert their events into ClickHouse, one table per topic."""
     with service_logging(settings, "clickhouse-sink"):
+        serve_metrics(settings.metrics)
         if not skip_migrate:
             run_migrations(settings, topics)
         sink_ = build_sink(
