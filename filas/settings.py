@@ -106,8 +106,28 @@ class ClickHouseSettings(BaseModel):
     port: int = 19000
     http_port: int = 18123
     database: str = "filas"
+    # Administrator (migrations, 'filas clickhouse migrate'); every client unless said below.
     user: str = "default"
     password: SecretStr = SecretStr("")
+    # The sink's own user (docs/clickhouse.md#access): None runs the sink as ``user``.
+    # 'filas up' creates filas_sink / filas_analyst with these passwords in its users.xml.
+    sink_user: str | None = None
+    sink_password: SecretStr = SecretStr("filas-sink-local")
+    # Read-only analysts (profile readonly): SELECT only, INSERT/DROP refused by the server.
+    analyst_user: str = "filas_analyst"
+    analyst_password: SecretStr = SecretStr("filas-analyst-local")
+
+    def as_sink(self) -> ClickHouseSettings:
+        """These settings with the sink's credentials (unchanged when no sink user is set)."""
+        if self.sink_user is None:
+            return self
+        return self.model_copy(update={"user": self.sink_user, "password": self.sink_password})
+
+    def as_analyst(self) -> ClickHouseSettings:
+        """These settings with the read-only analyst's credentials."""
+        return self.model_copy(
+            update={"user": self.analyst_user, "password": self.analyst_password}
+        )
 
 
 class IxcSettings(BaseModel):
@@ -197,6 +217,39 @@ class RadiusSettings(BaseModel):
     coa_start_from: Literal["latest", "earliest"] = "latest"
 
 
+class IngressSettings(BaseModel):
+    """Service requests: the HTTP ingress (``filas ingress serve``) and the IXC workers
+    (``filas requests work``). See docs/requests.md."""
+
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8480, ge=0, le=65535)
+    # API clients: client id -> bearer token, e.g. FILAS_INGRESS__TOKENS='{"noc":"..."}'.
+    tokens: dict[str, SecretStr] = {}
+    # Payment gateways: gateway id -> HMAC-SHA256 secret of their signed webhooks.
+    webhook_secrets: dict[str, SecretStr] = {}
+    # A webhook whose timestamp is further than this from now is refused, and a signature seen
+    # within it is refused as a replay.
+    replay_window_s: float = Field(default=300.0, gt=0)
+    # Per client and per ingress instance: token bucket (requests/s and burst).
+    rate_per_s: float = Field(default=50.0, gt=0)
+    rate_burst: int = Field(default=100, ge=1)
+    client_rates: dict[str, float] = {}
+    max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    # Public base URL of the status links; None: the Host the client used.
+    public_url: str | None = None
+    # Workers: IXC calls in flight per worker, IXC calls per second per worker, attempts per
+    # request before it is dead-lettered (5xx/timeouts), backoff between attempts.
+    worker_concurrency: int = Field(default=8, ge=1)
+    ixc_rate_per_s: float = Field(default=20.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=10.0, ge=0)
+    worker_group_id: str = "filas-ixc-requests"
+    view_ready_timeout_s: float = 60.0
+
+
 class MetricsSettings(BaseModel):
     """Prometheus ``/metrics`` endpoint every long-running Filas process serves."""
 
@@ -256,6 +309,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     ixc: IxcSettings = IxcSettings()
     radius: RadiusSettings = RadiusSettings()
+    ingress: IngressSettings = IngressSettings()
     topics: TopicsSettings = TopicsSettings()
     metrics: MetricsSettings = MetricsSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()
