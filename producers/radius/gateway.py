@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
+from filas.metrics import PROCESSING_SECONDS
 from filas.settings import RadiusSettings
 from producers.envelope import envelope
 from producers.radius import policy
@@ -510,6 +511,10 @@ class _Listener:
         )
         self._drain_scheduled = False
         self._closed = False
+        # Decision latency per port (stage handle_auth / handle_acct), queue wait excluded.
+        self._latency = PROCESSING_SECONDS.labels(
+            "radius-gateway", getattr(handler, "__name__", "handle")
+        )
 
     def readable(self) -> None:
         sock = self.sock
@@ -548,12 +553,14 @@ class _Listener:
             if entry is None:
                 break
             data, addr = entry
+            started = time.perf_counter()
             try:
                 reply = self._handler(data, addr)
             except Exception:  # the last line of defence: count, log, keep serving
                 self._gateway.stats.internal_errors += 1
                 logger.exception("radius: unexpected error handling a packet from %s", addr[0])
                 continue
+            self._latency.observe(time.perf_counter() - started)
             if reply is not None:
                 self._send(reply, addr)
         if self.queue:
