@@ -250,6 +250,26 @@ class IngressSettings(BaseModel):
     view_ready_timeout_s: float = 60.0
 
 
+class CampaignsSettings(BaseModel):
+    """Campaign fan-out (``filas campaigns fanout``): expands campaign.definitions into messages."""
+
+    model_config = _FROZEN
+
+    # Consumer group on campaign.definitions (prefixed by topics.prefix): partitions decide which
+    # instance owns a campaign; offsets are not used (the log is re-read on assignment).
+    group_id: str = "filas-campaign-fanout"
+    # Messages produced and acknowledged between two progress events / command checks.
+    batch_size: int = Field(default=2000, ge=1)
+    # Startup: read the state topics, campaign.progress and campaign.definitions within this.
+    ready_timeout_s: float = 120.0
+    # Frequency caps count messages already queued by this window of campaign.messages history.
+    frequency_lookback_s: float = Field(default=2 * 86_400.0, ge=0)
+    # Messages a subscriber inside an active outage is spared: bulk lane, these purposes.
+    outage_hold_purposes: tuple[str, ...] = ("marketing", "billing")
+    # Send window of the automatic per-subscriber outage notices (whole day by default).
+    outage_notice_window: tuple[int, int] = (0, 1440)
+
+
 class MetricsSettings(BaseModel):
     """Prometheus ``/metrics`` endpoint every long-running Filas process serves."""
 
@@ -311,5 +331,6 @@ class Settings(BaseSettings):
     radius: RadiusSettings = RadiusSettings()
     ingress: IngressSettings = IngressSettings()
     topics: TopicsSettings = TopicsSettings()
+    campaigns: CampaignsSettings = CampaignsSettings()
     metrics: MetricsSettings = MetricsSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()

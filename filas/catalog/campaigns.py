@@ -1,6 +1,6 @@
 """Campaigns: definitions, one message per recipient, delivery results."""
 
-from filas.catalog.spec import DAY_MS, GIB, TopicSpec
+from filas.catalog.spec import DAY_MS, GIB, CleanupPolicy, TopicSpec
 
 CAMPAIGNS = TopicSpec(
     name="campaign.definitions",
@@ -32,4 +32,23 @@ DELIVERY_RESULTS = TopicSpec(
     description="What the SMTP relay or SMS gateway answered for each message.",
 )
 
-TOPICS = (CAMPAIGNS, MESSAGES, DELIVERY_RESULTS)
+PROGRESS = TopicSpec(
+    name="campaign.progress",
+    value_schema="ixc.filas.campaign.CampaignProgress",
+    key_field="campaign_id",
+    partitions=3,
+    retention_ms=90 * DAY_MS,
+    retention_bytes=GIB // 4,
+    description="Fan-out progress per campaign: status, queued and skipped counts, resume cursor.",
+)
+
+OPT_OUTS = TopicSpec(
+    name="campaign.opt-outs",
+    value_schema="ixc.filas.campaign.CampaignOptOut",
+    key_field="customer_id",
+    partitions=6,
+    cleanup_policy=CleanupPolicy.COMPACT,
+    description="LGPD opt-outs (marketing, per channel), latest per customer; read at fan-out.",
+)
+
+TOPICS = (CAMPAIGNS, MESSAGES, DELIVERY_RESULTS, PROGRESS, OPT_OUTS)
