@@ -7,6 +7,8 @@ import asyncio
 import click
 
 from filas.logs import configure_logging
+from filas.metrics import serve_metrics
+from filas.monitoring.exporters import register_stats, stats_of
 from filas.settings import Settings
 
 
@@ -27,9 +29,12 @@ def serve(settings: Settings, stats_every: float) -> None:
     from producers.radius.service import GatewayService
 
     logs = configure_logging(settings, "radius-gateway")
+    serve_metrics(settings.metrics)
 
     async def run() -> None:
         service = GatewayService(settings)
+        register_stats("radius-gateway", lambda: stats_of(service.gateway.stats)())
+        register_stats("radius-gateway-events", lambda: stats_of(service.publisher.stats)())
         await service.start()
         click.echo(
             f"radius gateway up: auth {service.gateway.auth_port} acct {service.gateway.acct_port}",
@@ -72,7 +77,9 @@ def coa(settings: Settings, stats_every: float) -> None:
     from streams.radius.coa_worker import CoaWorker
 
     logs = configure_logging(settings, "radius-coa")
+    serve_metrics(settings.metrics)
     worker = CoaWorker(settings)
+    register_stats("radius-coa", stats_of(worker.processor.stats))
     worker.start()
     click.echo("radius coa worker up", err=True)
     next_stats = time.monotonic() + stats_every

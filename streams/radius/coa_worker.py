@@ -24,12 +24,33 @@ from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import CONTRACT_STATUS
 from filas.catalog.radius import COA_RESULTS
 from filas.errors import BrokerUnavailableError, FilasError
+from filas.metrics import DEPENDENCY_SECONDS, ERRORS, EVENTS_IN, PROCESSING_SECONDS, timed
 from filas.settings import Settings
-from producers.radius.coa import CoaProcessor, CoaSender, Ledger, Sender
+from producers.radius.coa import CoaAction, CoaProcessor, CoaSender, Ledger, Sender, SendResult
+from producers.radius.pyrad_adapter import AttributeValue
 from streams.radius.replica import ReplicaFeeder, StateReplica
 from streams.radius.sessions import SessionTable
 
 logger = logging.getLogger(__name__)
+
+COMPONENT = "radius-coa"
+
+
+class _MeteredSender:
+    """Time spent waiting on the NAS (retries included): filas_dependency_seconds{nas}."""
+
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    def send(
+        self,
+        action: CoaAction,
+        address: tuple[str, int],
+        secret: bytes,
+        attributes: Mapping[str, AttributeValue],
+    ) -> SendResult:
+        with timed(DEPENDENCY_SECONDS, component=COMPONENT, dependency="nas"):
+            return self._sender.send(action, address, secret, attributes)
 
 
 def load_ledger(settings: Settings, catalog: Catalog, serdes: Serdes, timeout_s: float) -> Ledger:
@@ -115,11 +136,13 @@ class CoaWorker:
             radius,
             self.replica,
             self.sessions,
-            sender
-            or CoaSender(
-                radius.coa_timeout_s,
-                radius.coa_retries,
-                message_authenticator=radius.coa_message_authenticator,
+            _MeteredSender(
+                sender
+                or CoaSender(
+                    radius.coa_timeout_s,
+                    radius.coa_retries,
+                    message_authenticator=radius.coa_message_authenticator,
+                )
             ),
             self._emit,
         )
@@ -161,13 +184,16 @@ class CoaWorker:
             logger.warning("coa: consume error: %s", msg.error())
             return 0
         self.last_results = []
+        EVENTS_IN.labels(COMPONENT, msg.topic()).inc()
         if msg.value() is not None:
             try:
                 event = self._serdes(self._status).deserialize(msg.value())
             except FilasError as exc:
+                ERRORS.labels(COMPONENT, exc.code).inc()
                 logger.error("coa: skipped %s offset %s: %s", msg.topic(), msg.offset(), exc.code)
             else:
-                self.last_results = self.processor.handle(event)
+                with timed(PROCESSING_SECONDS, component=COMPONENT, stage="status_event"):
+                    self.last_results = self.processor.handle(event)
         # Only now: the results are on the broker, so a replay finds them in the ledger.
         self._consumer.commit(message=msg, asynchronous=False)
         return len(self.last_results)
