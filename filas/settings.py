@@ -270,6 +270,77 @@ class CampaignsSettings(BaseModel):
     outage_notice_window: tuple[int, int] = (0, 1440)
 
 
+class PingClassSettings(BaseModel):
+    """How one ping class (NetworkDevice.ping_class) is probed: a round every ``interval_s``,
+    ``count`` echo requests ``probe_interval_s`` apart, each waited for ``timeout_s``."""
+
+    model_config = _FROZEN
+
+    interval_s: float = Field(default=30.0, gt=0)
+    count: int = Field(default=3, ge=1, le=100)
+    probe_interval_s: float = Field(default=0.2, ge=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+
+
+class PingSettings(BaseModel):
+    """ICMP monitoring: the pinger (``filas ping serve``) and the alerting processor
+    (``filas alerts serve``), docs/network.md."""
+
+    model_config = _FROZEN
+
+    critical: PingClassSettings = PingClassSettings(interval_s=10.0, count=3)
+    standard: PingClassSettings = PingClassSettings(interval_s=30.0, count=3)
+    subscriber: PingClassSettings = PingClassSettings(interval_s=60.0, count=2)
+    # Devices probed at once by one pinger (each holds up to `count` probes in flight).
+    concurrency: int = Field(default=1000, ge=1)
+    # Consumer group over ixc.devices: pingers in one group split the inventory by partition.
+    pinger_group_id: str = "filas-pinger"
+    # A killed pinger's partitions move to the others after this (broker minimum: 6 s).
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    # Name written into every PingResult; None means host:pid.
+    pinger_instance: str | None = None
+    # Alerting: down after N consecutive rounds with every probe lost, up after M good ones.
+    down_after_rounds: int = Field(default=3, ge=1)
+    up_after_rounds: int = Field(default=2, ge=1)
+    # Degraded: mean loss or mean RTT over the last `degraded_window` rounds above these.
+    degraded_window: int = Field(default=10, ge=1)
+    degraded_loss_ratio: float = Field(default=0.2, gt=0, le=1)
+    degraded_rtt_ms: float = Field(default=250.0, gt=0)
+    # Flapping: `flap_transitions` confirmed up/down changes within `flap_window` rounds; the
+    # device leaves flapping after `flap_window` rounds without a change.
+    flap_window: int = Field(default=20, ge=2)
+    flap_transitions: int = Field(default=4, ge=2)
+    # A device whose parent is failing (not yet down) waits this long before alerting alone.
+    suppression_hold_s: float = Field(default=60.0, ge=0)
+    # Root up but children still down this long: the root's alert resolves, children alert alone.
+    clear_hold_s: float = Field(default=120.0, ge=0)
+    # Severity: subscriber counts at which a down alert becomes major / critical.
+    major_subscribers: int = Field(default=10, ge=1)
+    critical_subscribers: int = Field(default=100, ge=1)
+    alerts_group_id: str = "filas-alerts"
+    # How far back net.alerts / net.responses are read at start-up to recover open alerts.
+    recovery_lookback_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Automatic responses (net.responses) per root device type (NetworkDevice.device_type).
+    responses: dict[str, list[str]] = {
+        "POP": ["NOC_NOTIFY", "TICKET", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "OLT": ["NOC_NOTIFY", "TICKET", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "SWITCH": ["NOC_NOTIFY", "TICKET", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "ROUTER": ["NOC_NOTIFY", "TICKET", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "RADIO": ["NOC_NOTIFY", "TICKET", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "OTHER": ["NOC_NOTIFY", "PAUSE_MARKETING", "SUBSCRIBER_NOTICE"],
+        "CPE": ["PAUSE_MARKETING"],
+        "ONU": ["PAUSE_MARKETING"],
+    }
+
+    def for_class(self, ping_class: str) -> PingClassSettings | None:
+        """The probe settings of a NetworkDevice.ping_class; None for NONE (not probed)."""
+        return {
+            "CRITICAL": self.critical,
+            "STANDARD": self.standard,
+            "SUBSCRIBER": self.subscriber,
+        }.get(ping_class)
+
+
 class MetricsSettings(BaseModel):
     """Prometheus ``/metrics`` endpoint every long-running Filas process serves."""
 
@@ -332,5 +403,6 @@ class Settings(BaseSettings):
     ingress: IngressSettings = IngressSettings()
     topics: TopicsSettings = TopicsSettings()
     campaigns: CampaignsSettings = CampaignsSettings()
+    ping: PingSettings = PingSettings()
     metrics: MetricsSettings = MetricsSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()
