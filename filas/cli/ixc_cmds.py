@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from filas.cli.service_logging import service_logging
+from filas.metrics import serve_metrics
 from filas.settings import Settings
 
 
@@ -41,6 +42,8 @@ def poll(settings: Settings, once: bool, ixc_timezone: str | None) -> None:
         raise click.BadParameter(f"unknown time zone {ixc_timezone!r}") from exc
     try:
         with service_logging(settings, "ixc-adapter"):
+            if not once:
+                serve_metrics(settings.metrics)
             report = asyncio.run(run_poller(settings, once=once, tz=tz))
     except KeyboardInterrupt:
         click.echo("stopped", err=True)

@@ -26,6 +26,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
+from filas.metrics import DEPENDENCY_SECONDS, timed
 from filas.settings import IxcSettings
 from producers.ixc.errors import (
     IxcError,
@@ -216,7 +217,8 @@ class IxcClient:
         today; write calls (e.g. ``desbloqueio_confianca``) will go through here too."""
         await self._space_out()
         try:
-            response = await self._http.post(form, json=body, headers={"ixcsoft": action})
+            with timed(DEPENDENCY_SECONDS, component="ixc-adapter", dependency="ixc"):
+                response = await self._http.post(form, json=body, headers={"ixcsoft": action})
         except httpx.TransportError as exc:
             raise _Retry(
                 IxcUnavailableError(

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from filas.metrics import DEAD_LETTERS, ERRORS, EVENTS_OUT, PROCESSING_SECONDS
 from producers.ixc import mapping
 from producers.ixc.client import GridFilter, IxcClient, IxcQuery, IxcRecord
 from producers.ixc.contract_status import ContractSnapshot
@@ -40,6 +42,9 @@ from producers.ixc.watermark import FormWatermark, PollerState, WatermarkStore
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+COMPONENT = "ixc-adapter"
 
 
 @dataclass(slots=True)
@@ -112,12 +117,18 @@ class IxcPoller:
         logged and retried next round; others (wrong token, corrupt state) end the loop."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
+            started = time.perf_counter()
             try:
                 report = await self.poll_once()
+                PROCESSING_SECONDS.labels(COMPONENT, "poll").observe(time.perf_counter() - started)
+                for form in report.forms.values():
+                    EVENTS_OUT.labels(COMPONENT, form.form).inc(form.emitted)
+                    DEAD_LETTERS.labels(COMPONENT, form.form).inc(form.dead_lettered)
                 log.info(
                     "ixc poll: %d emitted, %d dead-lettered", report.emitted, report.dead_lettered
                 )
             except IxcError as exc:
+                ERRORS.labels(COMPONENT, exc.code).inc()
                 if not exc.retriable:
                     raise
                 log.warning(
