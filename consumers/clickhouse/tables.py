@@ -164,7 +164,10 @@ def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None 
     by_name = {c.name: c for c in columns}
     if len(by_name) != len(columns):
         raise UnsupportedSchemaError(f"{schema.fullname}: two fields map to the same column")
-    entity = ENTITY_OVERRIDES.get(catalog_name or spec.name, spec.key_field)
+    name = catalog_name or spec.name
+    # A lane topic (filas.catalog.lanes) is keyed like its family: campaign.messages.bulk.
+    family = name.removesuffix(f".{spec.lane}") if spec.lane else name
+    entity = ENTITY_OVERRIDES.get(name) or ENTITY_OVERRIDES.get(family, spec.key_field)
     for key in (entity, EVENT_TIME):
         column = by_name.get(key)
         if column is None:

@@ -169,15 +169,16 @@ def test_order_by_fits_the_questions_asked() -> None:
     tables = build_tables(Catalog.build(), SchemaCatalog.load())
     assert tables["radius.accounting"].entity == "login"
     assert tables["net.ping-results"].entity == "device_id"
-    assert tables["campaign.messages"].entity == "campaign_id"
+    assert tables["campaign.messages.bulk"].entity == "campaign_id"
+    assert tables["campaign.messages.transactional"].entity == "campaign_id"
     assert tables["campaign.delivery-results"].entity == "campaign_id"
 
 
 def test_prefixed_topics_get_prefixed_tables_with_the_same_layout() -> None:
     catalog = Catalog.build("t0abc-")
-    tables = build_tables(catalog, SchemaCatalog.load(), ["campaign.messages"])
-    table = tables["t0abc-campaign.messages"]
-    assert table.name == "t0abc_campaign_messages"
+    tables = build_tables(catalog, SchemaCatalog.load(), ["campaign.messages.bulk"])
+    table = tables["t0abc-campaign.messages.bulk"]
+    assert table.name == "t0abc_campaign_messages_bulk"
     assert table.entity == "campaign_id"
     assert table_name("radius.auth-requests") == "radius_auth_requests"
 
