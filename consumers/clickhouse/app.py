@@ -48,7 +48,8 @@ def build_sink(
     producer = build_producer(settings, catalog=catalog, serdes=serdes)
     return ClickHouseSink(
         consumer=Consumer(consumer_config(settings.kafka, group_id)),
-        clickhouse=ClickHouse(settings.clickhouse),
+        # Its own user when configured (ClickHouseSettings.sink_user): migrations run as admin.
+        clickhouse=ClickHouse(settings.clickhouse.as_sink()),
         tables=tables,
         serdes=serdes,
         dead_letters=ProducerDeadLetters(producer, catalog.dead_letter_for),

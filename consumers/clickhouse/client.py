@@ -27,7 +27,6 @@ RETRIABLE_SERVER_CODES = frozenset(
     {
         3,  # UNEXPECTED_END_OF_FILE
         159,  # TIMEOUT_EXCEEDED
-        164,  # READONLY (replica in read-only mode)
         202,  # TOO_MANY_SIMULTANEOUS_QUERIES
         209,  # SOCKET_TIMEOUT
         210,  # NETWORK_ERROR
@@ -38,6 +37,12 @@ RETRIABLE_SERVER_CODES = frozenset(
         425,  # SYSTEM_ERROR
     }
 )
+# Not retriable: 164 READONLY (the user's profile is read-only: a configuration error, never
+# healed by waiting; a read-only replica is 242), 497 / 516 (access denied, wrong password).
+READONLY = 164
+# Sent with INSERTs only: a read-only (analyst) user may not change settings, so plain queries
+# send none.
+_INSERT_SETTINGS = {"insert_block_size": 1_048_576}
 UNKNOWN_DATABASE = 81
 UNKNOWN_TABLE = 60
 
@@ -92,7 +97,6 @@ class ClickHouse:
             database=self.database,
             connect_timeout=connect_timeout_s,
             send_receive_timeout=send_receive_timeout_s,
-            settings={"insert_block_size": 1_048_576},
         )
 
     @contextmanager
@@ -116,7 +120,9 @@ class ClickHouse:
         """Insert row tuples; returns the row count ClickHouse acknowledged."""
         names = ", ".join(quote(c) for c in columns)
         with self._translated(f"INSERT INTO {table}"):
-            written = self._client.execute(f"INSERT INTO {quote(table)} ({names}) VALUES", rows)
+            written = self._client.execute(
+                f"INSERT INTO {quote(table)} ({names}) VALUES", rows, settings=_INSERT_SETTINGS
+            )
         return int(written) if isinstance(written, int) else len(rows)
 
     def ensure_database(self) -> None:

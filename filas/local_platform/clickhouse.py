@@ -8,6 +8,7 @@ test session next to ``filas up``) can each run their own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -48,6 +49,11 @@ def ensure_installed() -> str:
     return found
 
 
+def _sha256(password: str) -> str:
+    """users.xml's ``password_sha256_hex``: the file never holds a password in clear."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
 def _sbin(name: str) -> str | None:
     # root's PATH has /usr/sbin, a normal user's often does not; the package installs there.
     candidate = Path("/usr/sbin") / name
@@ -63,6 +69,11 @@ class LocalClickHouse:
     user: str = "default"
     password: str = ""
     start_timeout_s: float = 60.0
+    # The sink's and the analysts' users (docs/clickhouse.md#access), written into users.xml.
+    sink_user: str = "filas_sink"
+    sink_password: str = "filas-sink-local"  # noqa: S105 - loopback-only local default
+    analyst_user: str = "filas_analyst"
+    analyst_password: str = "filas-analyst-local"  # noqa: S105 - loopback-only local default
 
     @classmethod
     def from_settings(
@@ -76,6 +87,10 @@ class LocalClickHouse:
             user=clickhouse.user,
             password=clickhouse.password.get_secret_value(),
             start_timeout_s=local.start_timeout_s,
+            sink_user=clickhouse.sink_user or cls.sink_user,
+            sink_password=clickhouse.sink_password.get_secret_value(),
+            analyst_user=clickhouse.analyst_user,
+            analyst_password=clickhouse.analyst_password.get_secret_value(),
         )
 
     @property
@@ -105,7 +120,13 @@ class LocalClickHouse:
             users_config=escape(str(users_path)),
         )
         users = Template((templates / "clickhouse-users.xml").read_text()).substitute(
-            user=escape(self.user), password=escape(self.password)
+            user=escape(self.user),
+            password_sha256=_sha256(self.password),
+            sink_user=escape(self.sink_user),
+            sink_password_sha256=_sha256(self.sink_password),
+            analyst_user=escape(self.analyst_user),
+            analyst_password_sha256=_sha256(self.analyst_password),
+            database=escape(self.database),
         )
         self.config_path.write_text(config)
         users_path.write_text(users)

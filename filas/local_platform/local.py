@@ -95,6 +95,8 @@ class RunningPlatform:
                 "FILAS_CLICKHOUSE__PORT": str(self.clickhouse_port),
                 "FILAS_CLICKHOUSE__HTTP_PORT": str(self.clickhouse_http_port),
                 "FILAS_CLICKHOUSE__DATABASE": clickhouse.database,
+                # users.xml has this user (filas/local_platform/clickhouse.py): the sink runs as it.
+                "FILAS_CLICKHOUSE__SINK_USER": clickhouse.sink_user or LocalClickHouse.sink_user,
             }
         return env
 
