@@ -6,13 +6,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from filas.catalog import campaigns, ixc_state, logs, network, radius, requests
+from filas.catalog import campaigns, ixc_state, logs, monitoring, network, radius, requests
 from filas.catalog.spec import CleanupPolicy, TopicSpec
 from filas.errors import UnknownTopicError
 
 DEAD_LETTER_SCHEMA = "ixc.filas.dlq.DeadLetter"
 
-_FAMILIES = (ixc_state, radius, network, campaigns, logs, requests)
+_FAMILIES = (ixc_state, radius, network, campaigns, logs, requests, monitoring)
 
 
 def _dead_letter_spec(spec: TopicSpec) -> TopicSpec:

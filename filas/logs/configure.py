@@ -10,6 +10,7 @@ from typing import TextIO
 from filas.bootstrap import build_producer
 from filas.logs.records import CorrelationFilter, JsonFormatter, Redactor, settings_secrets
 from filas.logs.shipping import KafkaLogSink, LogSink, ShippingHandler, ShippingListener
+from filas.monitoring.exporters import register_stats
 from filas.settings import Settings
 
 # Chatty client libraries: their INFO lines (one per HTTP request) are noise in a log topic.
@@ -110,4 +111,13 @@ def _shipping(
     shipping.setLevel(ship_level)
     handle.shipping, handle.sink = shipping, sink
     handle.listener = ShippingListener(shipping, sink)
+    listener = handle.listener
+    register_stats(
+        "log-shipper",
+        lambda: {
+            "dropped_queue_full": shipping.dropped,
+            "failed_send": listener.sink_handler.failed,
+            **{f"sink_{k}": v for k, v in vars(sink).items() if k in ("sent", "dropped")},
+        },
+    )
     return [shipping]

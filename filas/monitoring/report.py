@@ -30,6 +30,8 @@ def document(status: Status, findings: list[Finding]) -> dict[str, Any]:
                 "partition": f.partition,
                 "evidence": dict(f.evidence),
                 "fix": f.fix,
+                "component": f.component,
+                "dependency": f.dependency,
             }
             for f in findings
         ],

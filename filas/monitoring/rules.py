@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from filas.monitoring.samples import GroupTopicStatus
+from filas.monitoring.scrape import ComponentTimes
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,10 @@ class Thresholds:
     hot_min_lag: int = 1000
     hot_ratio: float = 10.0
     quiet_lag: int = 100
+    # Dependency rule: a dependency's share of the component's processing time, and how busy
+    # the component must be (processing seconds per wall second) for it to matter.
+    dependency_share: float = 0.5
+    busy_ratio: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,9 @@ class Finding:
     evidence: Mapping[str, float | int | None]
     fix: str
     partition: int | None = None
+    # Set by the dependency rule: the process (metrics ``component``) and what it waits on.
+    component: str | None = None
+    dependency: str | None = None
 
 
 def _stalled(s: GroupTopicStatus) -> Finding | None:
@@ -131,4 +139,50 @@ def evaluate(
         ):
             if finding is not None:
                 findings.append(finding)
+    return findings
+
+
+def dependency_findings(
+    times: Iterable[ComponentTimes], window_s: float, thresholds: Thresholds | None = None
+) -> list[Finding]:
+    """Components whose processing time in the window is dominated by one external call.
+
+    ``times`` are per-component seconds over the window (``scrape.window``). A component fires
+    when it was busy (processing seconds >= ``busy_ratio`` x ``window_s``) and its largest
+    dependency took >= ``dependency_share`` of that processing time. Dependency time can exceed
+    the processing time measured around it only by timer skew, so the share is capped at 1.
+    """
+    t = thresholds or Thresholds()
+    if window_s <= 0:
+        return []
+    findings: list[Finding] = []
+    for c in times:
+        if not c.dependencies or c.processing_s <= 0:
+            continue
+        busy = c.processing_s / window_s
+        if busy < t.busy_ratio:
+            continue
+        dependency, waited = max(c.dependencies.items(), key=lambda kv: (kv[1], kv[0]))
+        share = min(waited / c.processing_s, 1.0)
+        if share < t.dependency_share:
+            continue
+        findings.append(
+            Finding(
+                rule="dependency",
+                group=c.component,
+                topic="",
+                component=c.component,
+                dependency=dependency,
+                evidence={
+                    "dependency_s": round(waited, 6),
+                    "processing_s": round(c.processing_s, 6),
+                    "share": round(share, 4),
+                    "busy": round(busy, 4),
+                    "window_s": window_s,
+                },
+                fix=f"{c.component} spends {share:.0%} of its processing time waiting on "
+                f"{dependency}: the bottleneck is {dependency} (check its latency and capacity), "
+                "not the queue",
+            )
+        )
     return findings
