@@ -177,6 +177,9 @@ class RadiusSettings(BaseModel):
     # REDUCED contracts keep their session at this rate (IXC's "reduced speed" state).
     reduced_rate_limit: str = "1M/1M"
     default_pool: str | None = None
+    # Juniper BNGs get rates as a dynamic service (ERX-Service-Activate:1); placeholders
+    # {down_bps} {up_bps} {down_kbps} {up_kbps}. Other vendors: producers/radius/vendors.py.
+    juniper_rate_service: str = "filas-rate({down_bps},{up_bps})"
     # Reject (reason simultaneous_use) a login already holding SubscriberLogin.simultaneous_use
     # live sessions, counted from radius.accounting by every gateway. A session without
     # accounting for session_stale_after_s (2 interim intervals + 1 min) no longer counts.
@@ -349,6 +352,23 @@ class MetricsSettings(BaseModel):
     port: int | None = Field(default=None, ge=0, le=65535)
 
 
+class MonitoringSettings(BaseModel):
+    """``filas monitor serve``: lag passes, history events, dependency scrapes, status page."""
+
+    model_config = _FROZEN
+
+    interval_s: float = Field(default=10.0, gt=0)
+    # Publish LagSample / BottleneckFinding events every pass (history for ClickHouse).
+    publish: bool = True
+    # /metrics endpoints of Filas processes whose dependency time the dependency rule judges.
+    scrape_urls: tuple[str, ...] = ()
+    # Status page (and /metrics) of the monitor; None: no web server.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = Field(default=None, ge=0, le=65535)
+    # Chart window of the status page, read from the ClickHouse lag table.
+    history_minutes: int = Field(default=60, ge=1)
+
+
 class TopicsSettings(BaseModel):
     model_config = _FROZEN
 
@@ -405,4 +425,5 @@ class Settings(BaseSettings):
     campaigns: CampaignsSettings = CampaignsSettings()
     ping: PingSettings = PingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()
