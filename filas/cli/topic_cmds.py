@@ -1,6 +1,8 @@
-"""``filas topics apply|list|plan``: the topic catalog against the live cluster."""
+"""``filas topics apply|list|plan|render``: the topic catalog against the live cluster."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -126,6 +128,38 @@ def markdown_table(catalog: Catalog) -> str:
 def table(settings: Settings) -> None:
     """Print the catalog as a Markdown table (the README's topic catalog)."""
     click.echo(markdown_table(Catalog.build(settings.topics.prefix)), nl=False)
+
+
+@topics.command("render")
+@click.option(
+    "--k8s",
+    "k8s",
+    is_flag=True,
+    required=True,
+    help="Strimzi KafkaTopic resources (the only format so far).",
+)
+@click.option(
+    "--write",
+    "write_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write every generated manifest (topics, workloads with KEDA scaling) under this "
+    "kustomize base (deploy/base) instead of printing the topics.",
+)
+def render(k8s: bool, write_dir: Path | None) -> None:
+    """Render the catalog as Kubernetes manifests (make k8s-topics writes deploy/base).
+
+    The catalog is rendered without FILAS_TOPICS__PREFIX: each environment runs its own
+    Kafka cluster (deploy/overlays), so topic names are the same everywhere.
+    """
+    from filas.admin import k8s_render
+
+    catalog = Catalog.build()
+    if write_dir is None:
+        click.echo(k8s_render.render_topics(catalog), nl=False)
+        return
+    for path in k8s_render.write_files(catalog, write_dir):
+        click.echo(f"wrote {path}", err=True)
 
 
 COMMANDS: list[click.Command] = [topics]

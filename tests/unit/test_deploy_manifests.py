@@ -1,0 +1,402 @@
+"""deploy/: every kustomization builds, validates and references only what exists.
+
+CI has no kubectl, so ``build`` resolves the kustomize subset deploy/ uses (resources, namespace,
+labels, images, strategic-merge patches) in Python; its output was checked against
+``kubectl kustomize`` (v5.5) when it was written. Core kinds are validated against the
+Kubernetes JSON schemas bundled by kubernetes-validate (offline); Strimzi, KEDA and Altinity
+resources are checked structurally (the fields their operators require).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUSTOMIZATIONS = ("base", "overlays/homologation", "overlays/production")
+OVERLAYS = ("overlays/homologation", "overlays/production")
+KUBERNETES_VERSION = "1.30"
+# Kinds served by Kubernetes itself (validated against its schemas); the rest are CRDs.
+CORE_API_GROUPS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "batch/v1"}
+CLUSTER_SCOPED = {"Namespace"}
+# Secrets production creates out of band (docs/deploy.md#secrets) or operators create.
+OPERATOR_SECRETS = {"filas"}  # Strimzi's KafkaUser 'filas'
+
+Manifest = dict[str, Any]
+
+
+# --- a small kustomize --------------------------------------------------------------------------
+
+
+def _load_docs(path: Path) -> list[Manifest]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def _merge(base: Any, patch: Any, *, by_name: bool) -> Any:
+    """Strategic merge for built-in kinds (lists of named items merge by name), JSON merge
+    patch for custom resources (lists are replaced): what kustomize does without CRD schemas."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            elif key in out:
+                out[key] = _merge(out[key], value, by_name=by_name)
+            else:
+                out[key] = copy.deepcopy(value)
+        return out
+    if (
+        by_name
+        and isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(i, dict) and "name" in i for i in base + patch)
+    ):
+        merged = {i["name"]: i for i in base}
+        for item in patch:
+            merged[item["name"]] = _merge(merged.get(item["name"], {}), item, by_name=True)
+        return list(merged.values())
+    return copy.deepcopy(patch)
+
+
+def _is_core(doc: Manifest) -> bool:
+    return str(doc["apiVersion"]) in CORE_API_GROUPS
+
+
+def _set_images(node: Any, images: list[dict[str, str]]) -> None:
+    if isinstance(node, dict):
+        for key in ("containers", "initContainers"):
+            for container in node.get(key, []) if isinstance(node.get(key), list) else []:
+                name = re.split(r"[:@]", container.get("image", ""), maxsplit=1)[0]
+                for image in images:
+                    if image["name"] == name:
+                        container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
+        for value in node.values():
+            _set_images(value, images)
+    elif isinstance(node, list):
+        for value in node:
+            _set_images(value, images)
+
+
+def build(directory: Path) -> list[Manifest]:
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
+    allowed = {"apiVersion", "kind", "resources", "namespace", "labels", "images", "patches"}
+    unknown = set(kustomization) - allowed
+    assert not unknown, f"{directory}: kustomize fields this test does not model: {unknown}"
+    docs: list[Manifest] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        docs += build(path) if path.is_dir() else _load_docs(path)
+    for patch in kustomization.get("patches", []):
+        for body in _load_docs(directory / patch["path"]):
+            targets = [
+                d
+                for d in docs
+                if d["kind"] == body["kind"] and d["metadata"]["name"] == body["metadata"]["name"]
+            ]
+            assert len(targets) == 1, f"{patch['path']} matches {len(targets)} resources"
+            index = docs.index(targets[0])
+            docs[index] = _merge(targets[0], body, by_name=_is_core(targets[0]))
+    for label in kustomization.get("labels", []):
+        assert not label.get("includeSelectors", False)
+        for doc in docs:
+            doc["metadata"].setdefault("labels", {}).update(label["pairs"])
+    if "images" in kustomization:
+        for doc in docs:
+            _set_images(doc, kustomization["images"])
+    if "namespace" in kustomization:
+        for doc in docs:
+            if doc["kind"] not in CLUSTER_SCOPED:
+                doc["metadata"]["namespace"] = kustomization["namespace"]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def builds() -> dict[str, list[Manifest]]:
+    return {k: build(DEPLOY / k) for k in KUSTOMIZATIONS}
+
+
+def _all(builds: dict[str, list[Manifest]]) -> Iterator[tuple[str, Manifest]]:
+    for name, docs in builds.items():
+        for doc in docs:
+            yield name, doc
+
+
+def _by_kind(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _pod_spec(doc: Manifest) -> Manifest:
+    spec: Manifest = doc["spec"]["template"]["spec"]
+    return spec
+
+
+# --- the small kustomize itself -----------------------------------------------------------------
+
+
+def test_merge_is_strategic_for_core_kinds_and_json_merge_for_crds() -> None:
+    base = {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}
+    patch = {"spec": {"containers": [{"name": "b", "image": "z"}]}}
+    assert _merge(base, patch, by_name=True)["spec"]["containers"] == [
+        {"name": "a", "image": "x"},
+        {"name": "b", "image": "z"},
+    ]
+    assert _merge(base, patch, by_name=False)["spec"]["containers"] == [{"name": "b", "image": "z"}]
+    assert _merge({"a": 1, "b": 2}, {"b": None}, by_name=True) == {"a": 1}
+
+
+# --- every kustomization -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_kustomization_builds_without_duplicates(
+    builds: dict[str, list[Manifest]], kustomization: str
+) -> None:
+    docs = builds[kustomization]
+    keys = [(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in docs]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    assert not duplicates
+    kinds = {d["kind"] for d in docs}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Deployment", "ScaledObject"} <= kinds
+    assert {"ClickHouseInstallation", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_put_everything_in_their_namespace(
+    builds: dict[str, list[Manifest]], overlay: str
+) -> None:
+    namespaces = _by_kind(builds[overlay], "Namespace")
+    assert len(namespaces) == 1
+    (namespace,) = namespaces
+    for doc in builds[overlay]:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
+
+
+def test_core_manifests_validate_against_the_kubernetes_schemas(
+    builds: dict[str, list[Manifest]],
+) -> None:
+    validated = 0
+    for name, doc in _all(builds):
+        if not _is_core(doc):
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+        validated += 1
+    assert validated > 30
+
+
+def test_the_validator_rejects_a_broken_deployment() -> None:
+    """The schema check above can fail: a misspelt field is refused in strict mode."""
+    docs = build(DEPLOY / "base")
+    deployment = copy.deepcopy(next(d for d in docs if d["kind"] == "Deployment"))
+    _pod_spec(deployment)["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+# --- custom resources, structurally ------------------------------------------------------------
+
+
+def _require(doc: Manifest, *paths: str) -> None:
+    for path in paths:
+        node: Any = doc
+        for part in path.split("."):
+            where = f"{doc['kind']}/{doc['metadata']['name']}: missing {path}"
+            assert isinstance(node, dict), where
+            assert part in node, where
+            node = node[part]
+
+
+def test_strimzi_resources(builds: dict[str, list[Manifest]]) -> None:
+    for name, docs in builds.items():
+        (kafka,) = _by_kind(docs, "Kafka").values()
+        cluster = kafka["metadata"]["name"]
+        assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+        assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
+        _require(kafka, "spec.kafka.version", "spec.kafka.listeners", "spec.entityOperator")
+        assert "zookeeper" not in kafka["spec"]
+        for listener in kafka["spec"]["kafka"]["listeners"]:
+            assert {"name", "port", "type", "tls"} <= set(listener)
+        config = kafka["spec"]["kafka"]["config"]
+        assert config["default.replication.factor"] == 3
+        assert config["min.insync.replicas"] == 2
+        assert config["auto.create.topics.enable"] is False
+        pools = _by_kind(docs, "KafkaNodePool").values()
+        assert sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"]) == 3
+        for pool in pools:
+            assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+            assert set(pool["spec"]["roles"]) <= {"broker", "controller"}
+            _require(pool, "spec.storage.type")
+        assert any("controller" in p["spec"]["roles"] for p in pools), name
+        for kind in ("KafkaTopic", "KafkaUser"):
+            for doc in _by_kind(docs, kind).values():
+                assert doc["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+        for topic in _by_kind(docs, "KafkaTopic").values():
+            spec = topic["spec"]
+            assert isinstance(spec["partitions"], int)
+            assert spec["partitions"] >= 1
+            assert spec["replicas"] == 3
+            assert spec["config"]["min.insync.replicas"] == "2"
+
+
+def test_keda_resources(builds: dict[str, list[Manifest]]) -> None:
+    for docs in builds.values():
+        deployments = _by_kind(docs, "Deployment")
+        auths = _by_kind(docs, "TriggerAuthentication")
+        secrets = _by_kind(docs, "Secret")
+        groups = []
+        for scaled in _by_kind(docs, "ScaledObject").values():
+            spec = scaled["spec"]
+            assert spec["scaleTargetRef"]["name"] in deployments
+            assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+            assert "filas/max-replicas-reason" in scaled["metadata"]["annotations"]
+            for trigger in spec["triggers"]:
+                assert trigger["type"] == "kafka"
+                meta = trigger["metadata"]
+                assert {"bootstrapServers", "consumerGroup", "lagThreshold"} <= set(meta)
+                assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata is strings"
+                assert meta["allowIdleConsumers"] == "false"
+                assert trigger["authenticationRef"]["name"] in auths
+                groups.append(meta["consumerGroup"])
+        assert len(groups) == len(set(groups)), "one ScaledObject per consumer group"
+        for auth in auths.values():
+            for ref in auth["spec"]["secretTargetRef"]:
+                assert {"parameter", "name", "key"} <= set(ref)
+                if ref["name"] not in OPERATOR_SECRETS:
+                    assert ref["key"] in secrets[ref["name"]]["stringData"]
+
+
+def test_clickhouse_installation(builds: dict[str, list[Manifest]]) -> None:
+    for docs in builds.values():
+        (chi,) = _by_kind(docs, "ClickHouseInstallation").values()
+        assert chi["apiVersion"] == "clickhouse.altinity.com/v1"
+        _require(chi, "spec.configuration.clusters", "spec.defaults.templates", "spec.templates")
+        for cluster in chi["spec"]["configuration"]["clusters"]:
+            assert {"shardsCount", "replicasCount"} <= set(cluster["layout"])
+        templates = chi["spec"]["templates"]
+        wanted = chi["spec"]["defaults"]["templates"]
+        assert wanted["podTemplate"] in {t["name"] for t in templates["podTemplates"]}
+        claims = {t["name"] for t in templates["volumeClaimTemplates"]}
+        assert wanted["dataVolumeClaimTemplate"] in claims
+        secret_ref = chi["spec"]["configuration"]["users"]["filas/k8s_secret_password"]
+        assert secret_ref == "filas-clickhouse/password"
+
+
+# --- references between manifests ---------------------------------------------------------------
+
+
+def _production_external_secrets() -> dict[str, set[str]]:
+    docs = _load_docs(DEPLOY / "overlays/production/secrets.example.yaml")
+    return {d["metadata"]["name"]: set(d["stringData"]) for d in docs}
+
+
+def test_every_reference_resolves(builds: dict[str, list[Manifest]]) -> None:
+    external = _production_external_secrets()
+    for name, docs in builds.items():
+        config_maps = _by_kind(docs, "ConfigMap")
+        secrets = {n: set(d.get("stringData", {})) for n, d in _by_kind(docs, "Secret").items()}
+        if name != "overlays/homologation":
+            secrets |= external  # created out of band before `kubectl apply -k`
+        for deployment in _by_kind(docs, "Deployment").values():
+            for container in _pod_spec(deployment)["containers"]:
+                for source in container.get("envFrom", []):
+                    assert source["configMapRef"]["name"] in config_maps
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {}).get("secretKeyRef")
+                    if ref is None or ref["name"] in OPERATOR_SECRETS:
+                        continue
+                    assert ref["key"] in secrets.get(ref["name"], set()), (
+                        f"{name}: {deployment['metadata']['name']} needs secret "
+                        f"{ref['name']}/{ref['key']}"
+                    )
+            for volume in _pod_spec(deployment).get("volumes", []):
+                claim = volume.get("persistentVolumeClaim")
+                if claim is not None:
+                    assert claim["claimName"] in _by_kind(docs, "PersistentVolumeClaim")
+        deployments = _by_kind(docs, "Deployment")
+        pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments.values()]
+        for kind in ("Service", "PodDisruptionBudget"):
+            for doc in _by_kind(docs, kind).values():
+                selector = doc["spec"]["selector"]
+                selector = selector.get("matchLabels", selector)
+                assert any(selector.items() <= labels.items() for labels in pod_labels), (
+                    f"{name}: {kind}/{doc['metadata']['name']} selects no pod"
+                )
+        for hpa in _by_kind(docs, "HorizontalPodAutoscaler").values():
+            assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+
+
+def test_filas_workloads_are_production_shaped(builds: dict[str, list[Manifest]]) -> None:
+    for docs in builds.values():
+        pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+                for d in _by_kind(docs, "PodDisruptionBudget").values()}  # fmt: skip
+        scaled = {
+            d["spec"]["scaleTargetRef"]["name"] for d in _by_kind(docs, "ScaledObject").values()
+        }
+        scaled |= {
+            d["spec"]["scaleTargetRef"]["name"]
+            for d in _by_kind(docs, "HorizontalPodAutoscaler").values()
+        }
+        for name, deployment in _by_kind(docs, "Deployment").items():
+            pod = _pod_spec(deployment)
+            for container in pod["containers"]:
+                assert container["resources"]["requests"], name
+                assert container["resources"]["limits"]["memory"], name
+                assert "readinessProbe" in container, name
+                assert "livenessProbe" in container, name
+                assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert pod["securityContext"]["runAsNonRoot"] is True, name
+            if container["image"].startswith("ghcr.io/ixc-filas/filas") and name != "ixc-simulator":
+                assert name in pdbs, f"{name} has no PodDisruptionBudget"
+                probe = container["livenessProbe"]["httpGet"]
+                assert probe == {"path": "/metrics", "port": "metrics"}
+                ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+                assert ports["metrics"] == 9400
+                replicas = deployment["spec"]["replicas"]
+                assert name in scaled or replicas == 1, f"{name}: neither autoscaled nor single"
+
+
+def test_radius_gateway_is_behind_a_udp_load_balancer(builds: dict[str, list[Manifest]]) -> None:
+    for docs in builds.values():
+        service = _by_kind(docs, "Service")["radius-gateway"]["spec"]
+        assert service["type"] == "LoadBalancer"
+        assert service["externalTrafficPolicy"] == "Local"  # the NAS's source address survives
+        assert {p["protocol"] for p in service["ports"]} == {"UDP"}
+        assert {p["port"] for p in service["ports"]} == {1812, 1813}
+        hpa = _by_kind(docs, "HorizontalPodAutoscaler")["radius-gateway"]["spec"]
+        assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_secrets_in_git_are_placeholders(builds: dict[str, list[Manifest]]) -> None:
+    for name, doc in _all(builds):
+        if doc["kind"] != "Secret" or doc["metadata"]["name"] == "filas-keda-kafka":
+            continue
+        assert name == "overlays/homologation", f"{name} carries Secret {doc['metadata']['name']}"
+        for value in doc["stringData"].values():
+            assert "homologation-only" in value
+    for values in _production_external_secrets().values():
+        assert values
+    for doc in _load_docs(DEPLOY / "overlays/production/secrets.example.yaml"):
+        assert all("REPLACE-ME" in v for v in doc["stringData"].values())
+
+
+def test_images_are_pinned(builds: dict[str, list[Manifest]]) -> None:
+    for _, doc in _all(builds):
+        if doc["kind"] != "Deployment":
+            continue
+        for container in _pod_spec(doc)["containers"]:
+            image = container["image"]
+            assert re.search(r":[\w.-]+$|@sha256:", image), image
+            assert not image.endswith(":latest"), image
