@@ -273,6 +273,92 @@ class CampaignsSettings(BaseModel):
     outage_notice_window: tuple[int, int] = (0, 1440)
 
 
+class SmtpChannelSettings(BaseModel):
+    """E-mail through an SMTP relay (aiosmtplib), ``filas delivery serve --channel email``."""
+
+    model_config = _FROZEN
+
+    provider: str = "smtp-relay"
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    # Implicit TLS (port 465) / STARTTLS when offered (None) or required (True).
+    use_tls: bool = False
+    start_tls: bool | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    sender: str = "Filas <no-reply@example.net>"
+    # Message-ID is <message_id@domain>: a resend after a crash carries the same Message-ID.
+    message_id_domain: str = "filas.invalid"
+    # Messages per second for ALL instances together (None: unlimited) and connections in use.
+    rate_per_s: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=8, ge=1)
+
+
+class HttpChannelSettings(BaseModel):
+    """A messaging HTTP API (SMS gateway, WhatsApp Business) as configuration: request format,
+    credentials and how answers are classified. Templates are sandboxed Jinja2 with the message's
+    ``to``, ``body``, ``subject``, ``message_id``, ``recipient_id``, ``campaign_id`` and the
+    credentials ``username``, ``password``, ``token`` (``{{ body|tojson }}`` for JSON bodies)."""
+
+    model_config = _FROZEN
+
+    provider: str = "sms-gateway"
+    method: Literal["POST", "PUT", "GET"] = "POST"
+    url: str = "http://127.0.0.1:18090/messages"
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    body_template: str = (
+        '{"to": {{ to|tojson }}, "text": {{ body|tojson }}, "reference": {{ message_id|tojson }}}'
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    # HTTP Basic auth with username/password when both are set.
+    basic_auth: bool = False
+    timeout_s: float = Field(default=10.0, gt=0)
+    success_statuses: tuple[int, ...] = (200, 201, 202)
+    # Retried with backoff (Retry-After honoured); any other status is a permanent failure.
+    temporary_statuses: tuple[int, ...] = (408, 425, 429, 500, 502, 503, 504)
+    # Regexes on the response body that override the status (gateways that answer 200 + error).
+    permanent_body_pattern: str | None = None
+    temporary_body_pattern: str | None = None
+    # Dotted path of the provider's message id in a JSON answer, e.g. "id" or "messages.0.id".
+    provider_id_path: str | None = "id"
+    rate_per_s: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=8, ge=1)
+
+
+class DeliverySettings(BaseModel):
+    """Delivery workers (``filas delivery serve``): channels, shared rate limits, retries, the
+    idempotency ledger (docs/campaigns.md, Delivery)."""
+
+    model_config = _FROZEN
+
+    email: SmtpChannelSettings = SmtpChannelSettings()
+    sms: HttpChannelSettings = HttpChannelSettings()
+    whatsapp: HttpChannelSettings = HttpChannelSettings(provider="whatsapp-business")
+    # Consumer groups <prefix><group_id>-<channel>.<lane>.
+    group_id: str = "filas-delivery"
+    # Attempts per message (the first included) and the time a message may spend retrying.
+    max_attempts: int = Field(default=8, ge=1)
+    retry_budget_s: float = Field(default=600.0, gt=0)
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    # A 'sending' ledger entry without an outcome (the worker died mid-send): resend with the
+    # same Message-ID / reference (at-least-once) or give it up (at-most-once).
+    on_ambiguous: Literal["resend", "skip"] = "resend"
+    # Lower-lane batches hold about this much work at the instance's rate, so a higher-lane
+    # message waits at most that long; max records per batch.
+    lower_lane_batch_s: float = Field(default=0.2, gt=0)
+    max_batch: int = Field(default=500, ge=1)
+    # Messages whose not_before is further than this ahead hold their partition until then.
+    hold_ahead_s: float = Field(default=1.0, ge=0)
+    ledger_ready_timeout_s: float = Field(default=60.0, gt=0)
+    session_timeout_ms: int = Field(default=45_000, ge=6_000)
+    # Name written into ledger entries; None means host:pid.
+    instance: str | None = None
+
+
 class PingClassSettings(BaseModel):
     """How one ping class (NetworkDevice.ping_class) is probed: a round every ``interval_s``,
     ``count`` echo requests ``probe_interval_s`` apart, each waited for ``timeout_s``."""
@@ -424,6 +510,7 @@ class Settings(BaseSettings):
     topics: TopicsSettings = TopicsSettings()
     campaigns: CampaignsSettings = CampaignsSettings()
     ping: PingSettings = PingSettings()
+    delivery: DeliverySettings = DeliverySettings()
     metrics: MetricsSettings = MetricsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     local: LocalPlatformSettings = LocalPlatformSettings()
