@@ -32,6 +32,7 @@ from producers.radius.coa_packet import (
 )
 from producers.radius.errors import MalformedPacket
 from producers.radius.policy import rate_limit
+from producers.radius.vendors import event_value, rate_attributes
 from streams.radius.replica import NasEntry, StateReplica, Subscriber
 from streams.radius.sessions import LiveSession, SessionTable
 
@@ -317,9 +318,15 @@ class CoaProcessor:
         }
         if session.framed_ip:
             attributes["Framed-IP-Address"] = session.framed_ip
-        extra = dict(plan.attributes) if plan.action is CoaAction.COA else {}
-        if nas.vendor != "MIKROTIK":
-            extra.pop("Mikrotik-Rate-Limit", None)
+        extra: dict[str, AttributeValue] = {}
+        if plan.action is CoaAction.COA:
+            # The plan carries the rate as Mikrotik text; the NAS gets its vendor's dialect.
+            extra = {k: v for k, v in plan.attributes.items() if k != "Mikrotik-Rate-Limit"}
+            extra |= rate_attributes(
+                nas.vendor,
+                plan.attributes.get("Mikrotik-Rate-Limit"),
+                self._settings.juniper_rate_service,
+            )
         attributes |= extra
         attributes["Event-Timestamp"] = int(self._clock())
         self.stats.sent += 1
@@ -333,7 +340,7 @@ class CoaProcessor:
         else:
             self.stats.timeout += 1
         return self._result(
-            base | target | {"attributes": extra},
+            base | target | {"attributes": {k: event_value(v) for k, v in extra.items()}},
             sent.outcome,
             occurred,
             attempts=sent.attempts,

@@ -31,12 +31,16 @@ _MESSAGE_AUTHENTICATOR = 80
 _ERROR_CAUSE = 101
 _VENDOR_SPECIFIC = 26
 _MIKROTIK = 14988
+_HUAWEI = 2011
+_ERX = 4874
+_CISCO = 9
 
 # name -> (type, kind); vendor attributes as (vendor, type, kind).
 _STANDARD: dict[str, tuple[int, str]] = {
     "User-Name": (1, "string"),
     "NAS-IP-Address": (4, "ipaddr"),
     "Framed-IP-Address": (8, "ipaddr"),
+    "Filter-Id": (11, "string"),
     "Session-Timeout": (27, "integer"),
     "Acct-Session-Id": (44, "string"),
     "Event-Timestamp": (55, "integer"),
@@ -45,12 +49,19 @@ _STANDARD: dict[str, tuple[int, str]] = {
 _VENDOR: dict[str, tuple[int, int, str]] = {
     "Mikrotik-Rate-Limit": (_MIKROTIK, 8, "string"),
     "Mikrotik-Address-List": (_MIKROTIK, 19, "string"),
+    # Other vendors' rate limits (producers/radius/vendors.py).
+    "Huawei-Input-Average-Rate": (_HUAWEI, 2, "integer"),
+    "Huawei-Output-Average-Rate": (_HUAWEI, 5, "integer"),
+    "ERX-Service-Activate:1": (_ERX, 65, "tag1"),  # RFC 2868 tag 1 before the string
+    "Cisco-AVPair": (_CISCO, 1, "string"),
 }
 
-AttributeValue = str | int
+AttributeValue = str | int | tuple[str, ...]
 
 
-def _value(kind: str, value: AttributeValue) -> bytes:
+def _value(kind: str, value: str | int) -> bytes:
+    if kind == "tag1":
+        return b"\x01" + str(value).encode()
     if kind == "integer":
         return struct.pack("!I", int(value))
     if kind == "ipaddr":
@@ -59,6 +70,9 @@ def _value(kind: str, value: AttributeValue) -> bytes:
 
 
 def encode_attribute(name: str, value: AttributeValue) -> bytes:
+    """One attribute; a tuple value is one attribute per element (e.g. two Cisco-AVPair)."""
+    if isinstance(value, tuple):
+        return b"".join(encode_attribute(name, one) for one in value)
     if name in _STANDARD:
         code, kind = _STANDARD[name]
         data = _value(kind, value)

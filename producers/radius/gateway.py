@@ -34,6 +34,7 @@ from producers.radius import policy
 from producers.radius.admission import FairQueue
 from producers.radius.errors import MalformedPacket
 from producers.radius.events import EventSink
+from producers.radius.mschap import ERROR_CODES
 from producers.radius.pyrad_adapter import (
     ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
@@ -41,6 +42,7 @@ from producers.radius.pyrad_adapter import (
     RadiusRequest,
     peek_header,
 )
+from producers.radius.vendors import event_value
 from streams.radius.replica import NasEntry, StateReplica, normalize_mac
 from streams.radius.sessions import SessionTable
 
@@ -300,11 +302,14 @@ class RadiusGateway:
 
         method = codec.credential(request)
         subscriber = self.replica.subscriber(login)
+        mschap = codec.mschap2(request) if method == "MSCHAPV2" else None
 
         def check(password: str) -> bool:
             if method == "PAP":
                 return codec.check_pap(request, password)
-            return method == "CHAP" and codec.check_chap(request, password)
+            if method == "CHAP":
+                return codec.check_chap(request, password)
+            return mschap is not None and mschap.verify(login, password)
 
         calling = request.text("Calling-Station-Id")
         decision = policy.decide(
@@ -320,7 +325,20 @@ class RadiusGateway:
                 self.sessions.count(login) if self.sessions is not None and subscriber else 0
             ),
         )
-        reply = codec.access_reply(request, accept=decision.accept, attributes=decision.attributes)
+        encoded = b""
+        if mschap is not None:  # RFC 2548: success + MPPE keys, or MS-CHAP-Error
+            if decision.accept and subscriber is not None and subscriber.password is not None:
+                encoded = mschap.success_attributes(
+                    login, subscriber.password, codec.secret(request), request.authenticator
+                )
+            elif not decision.accept:
+                encoded = mschap.error_attribute(
+                    ERROR_CODES.get(decision.reason, 691),
+                    decision.reply_message or "Authentication failed",
+                )
+        reply = codec.access_reply(
+            request, accept=decision.accept, attributes=decision.attributes, encoded=encoded
+        )
         self._dedupe.put(key, reply, started)
         self.stats.answered += 1
         if decision.accept:
@@ -386,7 +404,7 @@ class RadiusGateway:
                 "decision": "accept" if decision.accept else "reject",
                 "reason": decision.reason,
                 "reply_message": decision.reply_message,
-                "reply_attributes": {k: str(v) for k, v in decision.attributes.items()},
+                "reply_attributes": {k: event_value(v) for k, v in decision.attributes.items()},
                 "contract_id": contract_id,
                 "pool": decision.pool,
                 "framed_ip_address": decision.framed_ip,

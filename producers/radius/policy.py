@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from filas.settings import RadiusSettings
+from producers.radius.vendors import AttributeValue, rate_attributes
 from streams.radius.replica import NasEntry, Subscriber, normalize_mac
 
 # Contract states (ixc.filas.contract.ContractStatus) that never get service.
@@ -32,7 +33,7 @@ class Decision:
     accept: bool
     reason: str
     reply_message: str | None = None
-    attributes: Mapping[str, str | int] = field(default_factory=dict)
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     pool: str | None = None
     framed_ip: str | None = None
     rate_limit: str | None = None
@@ -106,7 +107,7 @@ def decide(
     elif subscriber.status == "REDUCED" or contract_status == "REDUCED":
         reason, limit = "reduced_speed", settings.reduced_rate_limit
 
-    attributes: dict[str, str | int] = {
+    attributes: dict[str, AttributeValue] = {
         "Session-Timeout": settings.session_timeout_s,
         "Acct-Interim-Interval": settings.acct_interim_interval_s,
     }
@@ -114,8 +115,7 @@ def decide(
         attributes["Framed-IP-Address"] = framed_ip
     elif pool is not None:
         attributes["Framed-Pool"] = pool
-    if limit is not None and nas.vendor == "MIKROTIK":
-        attributes["Mikrotik-Rate-Limit"] = limit
+    attributes |= rate_attributes(nas.vendor, limit, settings.juniper_rate_service)
     return Decision(
         accept=True,
         reason=reason,

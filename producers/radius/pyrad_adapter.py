@@ -18,6 +18,7 @@ from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
 from producers.radius.errors import MalformedPacket
+from producers.radius.mschap import MsChapV2
 
 DICTIONARY_PATH = Path(__file__).with_name("dictionary")
 
@@ -33,9 +34,13 @@ _MESSAGE_AUTHENTICATOR = 80
 _USER_PASSWORD = 2
 _CHAP_PASSWORD = 3
 _PROXY_STATE = 33
+_SECRET_ATTRIBUTES = frozenset(
+    {"User-Password", "CHAP-Password", "Message-Authenticator", "MS-CHAP2-Response"}
+)
 _EMPTY_MESSAGE_AUTHENTICATOR = b"\x50\x12" + bytes(16)
 
-AttributeValue = str | int
+Scalar = str | int
+AttributeValue = Scalar | tuple[str, ...]
 ReplyAttributes = Mapping[str, AttributeValue]
 
 
@@ -63,11 +68,11 @@ class RadiusRequest:
     code: int
     identifier: int
     authenticator: bytes
-    attributes: Mapping[str, tuple[AttributeValue, ...]]
+    attributes: Mapping[str, tuple[Scalar, ...]]
     has_message_authenticator: bool
     packet: Any = field(repr=False, compare=False)
 
-    def first(self, name: str) -> AttributeValue | None:
+    def first(self, name: str) -> Scalar | None:
         values = self.attributes.get(name)
         return values[0] if values else None
 
@@ -85,7 +90,7 @@ class RadiusCodec:
 
     def __init__(self, dictionary_path: Path = DICTIONARY_PATH) -> None:
         self._dict = Dictionary(str(dictionary_path))
-        self._encoded: dict[tuple[str, AttributeValue], bytes] = {}
+        self._encoded: dict[tuple[str, str | int], bytes] = {}
 
     def decode(self, data: bytes, secret: bytes) -> RadiusRequest:
         header = peek_header(data)
@@ -94,11 +99,11 @@ class RadiusCodec:
             pkt = cls(packet=bytes(data), secret=secret, dict=self._dict)
         except Exception as exc:  # pyrad raises PacketError, struct.error, KeyError, ...
             raise MalformedPacket(f"undecodable attributes: {type(exc).__name__}: {exc}") from exc
-        attributes: dict[str, tuple[AttributeValue, ...]] = {}
+        attributes: dict[str, tuple[Scalar, ...]] = {}
         for key in list(pkt.keys()):
             if not isinstance(key, str):
                 continue  # not in our dictionary
-            if key in ("User-Password", "CHAP-Password", "Message-Authenticator"):
+            if key in _SECRET_ATTRIBUTES:
                 continue
             try:
                 values = tuple(_plain(v) for v in pkt[key])
@@ -134,12 +139,33 @@ class RadiusCodec:
 
     @staticmethod
     def credential(request: RadiusRequest) -> str:
-        """Which credential attribute the request carries: PAP, CHAP or UNKNOWN."""
+        """Which credential attribute the request carries: PAP, CHAP, MSCHAPV2 or UNKNOWN."""
         if request.packet.get(_USER_PASSWORD):
             return "PAP"
         if request.packet.get(_CHAP_PASSWORD):
             return "CHAP"
+        if "MS-CHAP2-Response" in request.attributes or request.packet.get("MS-CHAP2-Response"):
+            return "MSCHAPV2"
         return "UNKNOWN"
+
+    @staticmethod
+    def mschap2(request: RadiusRequest) -> MsChapV2 | None:
+        """The MS-CHAP-Challenge / MS-CHAP2-Response pair (RFC 2548), None when incomplete."""
+        try:
+            challenge = request.packet.get("MS-CHAP-Challenge")
+            response = request.packet.get("MS-CHAP2-Response")
+        except Exception:
+            return None
+        if not challenge or not response:
+            return None
+        if not isinstance(challenge[0], bytes) or not isinstance(response[0], bytes):
+            return None
+        return MsChapV2.parse(challenge[0], response[0])
+
+    @staticmethod
+    def secret(request: RadiusRequest) -> bytes:
+        secret: bytes = request.packet.secret
+        return secret
 
     @staticmethod
     def check_pap(request: RadiusRequest, password: str) -> bool:
@@ -160,12 +186,25 @@ class RadiusCodec:
             return False
 
     def access_reply(
-        self, request: RadiusRequest, *, accept: bool, attributes: ReplyAttributes
+        self,
+        request: RadiusRequest,
+        *,
+        accept: bool,
+        attributes: ReplyAttributes,
+        encoded: bytes = b"",
     ) -> bytes:
         """Access-Accept/Reject, Message-Authenticator first (BlastRADIUS), Proxy-State copied
         (RFC 2865 5.33). Attributes are encoded by pyrad once per (name, value) and cached: the
-        values repeat (pools, rates, timeouts), and this is the gateway's hot path."""
-        body = b"".join([self._attribute(name, value) for name, value in attributes.items()])
+        values repeat (pools, rates, timeouts), and this is the gateway's hot path. A tuple value
+        is one attribute per element; ``encoded`` (per-request attributes, e.g. MS-CHAPv2's
+        success and keys) is appended as is."""
+        parts: list[bytes] = []
+        for name, value in attributes.items():
+            if isinstance(value, tuple):
+                parts.extend(self._attribute(name, one) for one in value)
+            else:
+                parts.append(self._attribute(name, value))
+        body = b"".join(parts) + encoded
         return self._sign(
             ACCESS_ACCEPT if accept else ACCESS_REJECT, request, body, message_authenticator=True
         )
@@ -190,7 +229,7 @@ class RadiusCodec:
         response = hashlib.md5(header + request.authenticator + body + secret).digest()  # noqa: S324 - RFC 2865
         return header + response + body
 
-    def _attribute(self, name: str, value: AttributeValue) -> bytes:
+    def _attribute(self, name: str, value: str | int) -> bytes:
         key = (name, value)
         encoded = self._encoded.get(key)
         if encoded is None:
@@ -206,7 +245,7 @@ class RadiusCodec:
         self,
         code: int,
         secret: bytes,
-        attributes: Mapping[str, AttributeValue],
+        attributes: Mapping[str, Scalar | bytes],
         *,
         message_authenticator: bool = True,
         password: str | None = None,
@@ -234,17 +273,17 @@ class RadiusCodec:
         got = rp.Packet(packet=reply, secret=secret, dict=self._dict)
         return bool(sent.VerifyReply(got, reply, enforce_ma=sent.code == ACCESS_REQUEST))
 
-    def decode_reply(self, data: bytes, secret: bytes) -> dict[str, list[AttributeValue]]:
+    def decode_reply(self, data: bytes, secret: bytes) -> dict[str, list[Scalar]]:
         """Attributes of a reply (unit tests): name -> values, plus '_code'."""
         pkt = rp.Packet(packet=data, secret=secret, dict=self._dict)
-        out: dict[str, list[AttributeValue]] = {"_code": [pkt.code]}
+        out: dict[str, list[Scalar]] = {"_code": [pkt.code]}
         for key in list(pkt.keys()):
             if isinstance(key, str):
                 out[key] = [_plain(v) for v in pkt[key]]
         return out
 
 
-def _plain(value: Any) -> AttributeValue:
+def _plain(value: Any) -> Scalar:
     if isinstance(value, int | str):
         return value
     if isinstance(value, bytes):
