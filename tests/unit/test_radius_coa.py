@@ -144,7 +144,9 @@ class Harness:
     emitted: list[tuple[str, dict[str, Any]]]
 
 
-def harness(nas: FakeNas, radius: RadiusSettings | None = None) -> Harness:
+def harness(
+    nas: FakeNas, radius: RadiusSettings | None = None, vendor: str = "MIKROTIK"
+) -> Harness:
     radius = radius or settings()
     replica = StateReplica()
     replica.put_nas(
@@ -153,7 +155,7 @@ def harness(nas: FakeNas, radius: RadiusSettings | None = None) -> Harness:
             "nas_id": "9",
             "name": "bras-9",
             "ip": "127.0.0.1",
-            "vendor": "MIKROTIK",
+            "vendor": vendor,
             "secret_ref": SECRET_REF,
             "coa_port": nas.port,
         },
