@@ -1,0 +1,119 @@
+"""Dockerfile, .dockerignore and compose.yaml: parsed (no Docker here) and held to the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from filas.admin.k8s_render import WORKLOADS
+from filas.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _resolve(args: list[str]) -> click.Command:
+    """The click command that ``filas ARGS`` runs (fails when a word is not a subcommand)."""
+    command: click.Command = cli
+    for word in args:
+        if word.startswith("-"):
+            break
+        if not isinstance(command, click.Group):
+            break  # an argument of a leaf command
+        sub = command.commands.get(word)
+        assert sub is not None, f"'filas {' '.join(args)}': no command {word!r}"
+        command = sub
+    assert not isinstance(command, click.Group), f"'filas {' '.join(args)}' is a group"
+    return command
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
+    steps = _instructions()
+    args = dict(rest.split("=", 1) for word, rest in steps if word == "ARG" and "=" in rest)
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    stages = [rest for word, rest in steps if word == "FROM"]
+    assert len(stages) >= 2
+    assert all(s.startswith("${PYTHON_IMAGE}") for s in stages)
+    runtime_start = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    runtime = steps[runtime_start:]
+    users = [rest for word, rest in runtime if word == "USER"]
+    assert users, "the runtime stage must switch user"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), "numeric uid, so Kubernetes runAsNonRoot can verify it"
+    assert int(uid) != 0
+    assert ("COPY", "--from=build /opt/filas /opt/filas") in runtime
+    (entrypoint,) = [yaml.safe_load(rest) for word, rest in runtime if word == "ENTRYPOINT"]
+    assert entrypoint[-1] == "filas"
+    assert not any(word == "ADD" for word, _ in steps), "COPY only, no remote ADD"
+
+
+def test_the_image_user_matches_the_pod_security_context() -> None:
+    text = (ROOT / "deploy/base/processors/workloads.yaml").read_text(encoding="utf-8")
+    uids = set(re.findall(r"runAsUser: (\d+)", text))
+    (user,) = [rest for word, rest in _instructions() if word == "USER"]
+    assert uids == {user.split(":")[0]}
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".filas", "tests"} <= ignored
+    copied = {rest.split()[0] for word, rest in _instructions() if word == "COPY"}
+    assert not copied & ignored, "the Dockerfile copies something .dockerignore excludes"
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    return data
+
+
+def test_compose_runs_real_filas_commands_and_every_workload() -> None:
+    services = _compose()["services"]
+    filas_services = {n: s for n, s in services.items() if s.get("image") == "filas:local"}
+    for name, service in filas_services.items():
+        _resolve(service["command"])
+        assert service["build"] == ".", name
+    for workload in WORKLOADS:
+        assert workload.name in filas_services, f"compose.yaml lacks {workload.name}"
+        assert filas_services[workload.name]["command"] == list(workload.command)
+    assert {"kafka", "registry", "clickhouse"} <= set(services)
+
+
+def test_compose_dependencies_exist_and_wait_for_setup() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, (name, dependency)
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
+    for workload in WORKLOADS:
+        deps = services[workload.name]["depends_on"]
+        assert deps["schemas"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_kafka_is_kraft_without_zookeeper() -> None:
+    services = _compose()["services"]
+    env = services["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert not any("zookeeper" in n for n in services)
+    assert len(env["CLUSTER_ID"]) == 22
+    assert not env["CLUSTER_ID"].startswith("-")
