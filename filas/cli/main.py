@@ -11,6 +11,7 @@ from filas.cli import (
     dlq_cmds,
     emit_cmd,
     ixc_cmds,
+    monitor_cmds,
     platform_cmds,
     radius_cmds,
     schema_cmds,
@@ -44,6 +45,7 @@ for _module in (
     radius_cmds,
     dlq_cmds,
     status_cmd,
+    monitor_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

@@ -1,0 +1,137 @@
+"""The monitor loop: one pass = lag snapshot -> status -> rules (+ dependency scrapes) ->
+history events -> Prometheus gauges. ``filas monitor serve`` runs it every ``interval_s``.
+
+Every port is injected (collector, publisher, scraper, clock), so unit tests run passes on fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from filas.catalog import Catalog
+from filas.catalog.monitoring import FINDINGS, LAG_SAMPLES
+from filas.catalog.spec import TopicSpec
+from filas.errors import FilasError
+from filas.metrics import ERRORS, EVENTS_OUT, PROCESSING_SECONDS
+from filas.monitoring.exporters import StatusMetrics
+from filas.monitoring.history import finding_records, lag_records
+from filas.monitoring.rules import Finding, Thresholds, dependency_findings, evaluate
+from filas.monitoring.samples import Snapshot, Status, compute_status
+from filas.monitoring.scrape import ComponentTimes, Samples, component_times, scrape, window
+
+log = logging.getLogger("filas.monitoring")
+
+COMPONENT = "monitor"
+
+
+class SnapshotSource(Protocol):
+    def sample(self) -> Snapshot: ...
+
+
+class Publisher(Protocol):
+    def emit(self, topic: TopicSpec | str, record: Mapping[str, Any]) -> None: ...
+
+    def flush(self, timeout_s: float = 30.0) -> None: ...
+
+
+@dataclass(frozen=True)
+class MonitorPass:
+    status: Status
+    findings: tuple[Finding, ...]
+    published: int = 0
+    scrape_errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Peaks:
+    values: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def update(self, status: Status) -> None:
+        for g in status.groups:
+            if g.consume_rate is not None:
+                key = (g.group, g.topic)
+                self.values[key] = max(self.values.get(key, 0.0), g.consume_rate)
+
+
+class Monitor:
+    """Runs passes; keeps the last snapshot, the consume-rate peaks and the last scrape."""
+
+    def __init__(
+        self,
+        collector: SnapshotSource,
+        *,
+        catalog: Catalog | None = None,
+        publisher: Publisher | None = None,
+        scrape_urls: Sequence[str] = (),
+        scraper: Callable[[str], Samples] | None = None,
+        thresholds: Thresholds | None = None,
+        metrics: StatusMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._collector = collector
+        self._publisher = publisher
+        self._lag_topic = catalog.resolve(LAG_SAMPLES) if catalog else LAG_SAMPLES
+        self._findings_topic = catalog.resolve(FINDINGS) if catalog else FINDINGS
+        self._urls = tuple(scrape_urls)
+        self._scraper: Callable[[str], Samples] = scraper or scrape
+        self._thresholds = thresholds or Thresholds()
+        self.metrics = metrics or StatusMetrics()
+        self._clock = clock
+        self._previous: Snapshot | None = None
+        self._peaks = _Peaks()
+        self._times: dict[str, ComponentTimes] | None = None
+        self._times_at = 0.0
+        self.last: MonitorPass | None = None
+
+    def _dependency_pass(self) -> tuple[list[Finding], list[str]]:
+        if not self._urls:
+            return [], []
+        scraped: list[Samples] = []
+        errors: list[str] = []
+        for url in self._urls:
+            try:
+                scraped.append(self._scraper(url))
+            except FilasError as exc:
+                ERRORS.labels(COMPONENT, exc.code).inc()
+                errors.append(f"{url}: {exc}")
+        now = self._clock()
+        times = component_times(scraped)
+        findings: list[Finding] = []
+        if self._times is not None:
+            findings = dependency_findings(
+                window(self._times, times).values(), now - self._times_at, self._thresholds
+            )
+        self._times, self._times_at = times, now
+        return findings, errors
+
+    def run_pass(self) -> MonitorPass:
+        started = time.perf_counter()
+        current = self._collector.sample()
+        status = compute_status(self._previous, current)
+        findings = evaluate(status.groups, self._peaks.values, self._thresholds)
+        self._peaks.update(status)
+        dependency, errors = self._dependency_pass()
+        findings.extend(dependency)
+        published = 0
+        if self._publisher is not None:
+            records = [
+                (self._lag_topic, r) for r in lag_records(self._previous, current, status)
+            ] + [(self._findings_topic, r) for r in finding_records(findings, current.wall_time)]
+            for topic, record in records:
+                self._publisher.emit(topic, record)
+            self._publisher.flush()
+            published = len(records)
+            EVENTS_OUT.labels(COMPONENT, self._lag_topic.name).inc(
+                sum(1 for t, _ in records if t is self._lag_topic)
+            )
+            EVENTS_OUT.labels(COMPONENT, self._findings_topic.name).inc(len(findings))
+        self._previous = current
+        self.metrics.update(status, findings)
+        result = MonitorPass(status, tuple(findings), published, tuple(errors))
+        self.last = result
+        PROCESSING_SECONDS.labels(COMPONENT, "pass").observe(time.perf_counter() - started)
+        return result
