@@ -7,6 +7,7 @@ module's prefixed topics; the gateway's events are read back from Kafka.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import socket
@@ -31,6 +32,7 @@ from filas.catalog.ixc_state import CONTRACTS, NAS, SUBSCRIBERS
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, AUTH_REQUESTS
 from filas.settings import RadiusSettings, Settings
 from producers.envelope import envelope
+from producers.radius import mschap
 from producers.radius.service import GatewayService
 from producers.sdk import EventProducer
 
@@ -249,6 +251,48 @@ def test_rejects_say_why(
     reply = auth(env, user, password, *extra)
     assert reply.code == "Access-Reject"
     assert message in reply.attributes["Reply-Message"]
+
+
+def mschapv2(env: Env, user: str, password: str, ident: int = 5) -> tuple[Reply, bytes, bytes]:
+    """radclient sends the MS-CHAP-Challenge / MS-CHAP2-Response a PPP peer would compute."""
+    challenge, peer = os.urandom(16), os.urandom(16)
+    nt = mschap.generate_nt_response(challenge, peer, user, password)
+    response = bytes((ident, 0)) + peer + bytes(8) + nt
+    lines = [
+        f'User-Name = "{user}"',
+        f"MS-CHAP-Challenge = 0x{challenge.hex()}",
+        f"MS-CHAP2-Response = 0x{response.hex()}",
+        "Message-Authenticator = 0x00",
+    ]
+    return radclient(env.auth, "auth", SECRET, "\n".join(lines) + "\n"), challenge, response
+
+
+def test_mschapv2_accept_decrypts_in_radclient(env: Env) -> None:
+    reply, challenge, response = mschapv2(env, "joao@fibra", "senha-joao")
+    assert reply.code == "Access-Accept"
+    assert reply.attributes["Mikrotik-Rate-Limit"] == "50M/100M"
+    nt, peer = response[26:], response[2:18]
+    success = (
+        "S=" + mschap.authenticator_response("senha-joao", nt, peer, challenge, "joao@fibra")[2:]
+    )
+    assert reply.attributes["MS-CHAP2-Success"] == "0x05" + success.encode().hex()
+    master = mschap.master_key("senha-joao", nt)
+    # radclient decrypts the salt-encrypted keys (RFC 2548) with the secret and its own
+    # request authenticator: equal keys prove the encryption.
+    assert reply.attributes["MS-MPPE-Send-Key"] == "0x" + (
+        mschap.asymmetric_start_key(master, server_send=True).hex()
+    )
+    assert reply.attributes["MS-MPPE-Recv-Key"] == "0x" + (
+        mschap.asymmetric_start_key(master, server_send=False).hex()
+    )
+    assert reply.attributes["MS-MPPE-Encryption-Policy"] == "Encryption-Allowed"
+
+
+def test_mschapv2_wrong_password_gets_ms_chap_error(env: Env) -> None:
+    reply, challenge, _ = mschapv2(env, "joao@fibra", "errada", ident=9)
+    assert reply.code == "Access-Reject"
+    assert "E=691 R=0 C=" + challenge.hex().upper() in reply.attributes["MS-CHAP-Error"]
+    assert "MS-MPPE-Recv-Key" not in reply.attributes
 
 
 def test_bound_mac_accepts_in_any_notation(env: Env) -> None:
