@@ -1,0 +1,1 @@
+"""ICMP pinger: sweeps the device inventory, publishes net.ping-results (docs/network.md)."""

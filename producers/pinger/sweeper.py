@@ -1,0 +1,72 @@
+"""One probe round over many targets with bounded concurrency, as PingResult records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from filas.settings import PingClassSettings
+from producers.envelope import envelope
+from producers.pinger.icmp import ProbeOutcome
+from producers.pinger.inventory import Target
+
+SOURCE_SYSTEM = "pinger"
+
+
+class Prober(Protocol):
+    async def probe(
+        self, address: str, count: int, interval_s: float, timeout_s: float
+    ) -> ProbeOutcome: ...
+
+
+def ping_result(
+    target: Target, outcome: ProbeOutcome, probed_at: datetime, instance: str
+) -> dict[str, Any]:
+    """The ``ixc.filas.network.PingResult`` record of one target's round."""
+    return {
+        "envelope": envelope(SOURCE_SYSTEM, occurred_at=probed_at),
+        "device_id": target.device_id,
+        "target_ip": target.ip,
+        "probes_sent": outcome.sent,
+        "probes_received": outcome.received,
+        "loss_ratio": outcome.loss_ratio,
+        "rtt_min_ms": outcome.rtt_min_ms,
+        "rtt_avg_ms": outcome.rtt_avg_ms,
+        "rtt_max_ms": outcome.rtt_max_ms,
+        "jitter_ms": outcome.jitter_ms,
+        "probed_at": probed_at,
+        "pinger_instance": instance,
+    }
+
+
+async def sweep(
+    prober: Prober,
+    targets: Sequence[Target],
+    settings: PingClassSettings,
+    concurrency: int,
+) -> list[tuple[Target, ProbeOutcome]]:
+    """Probe every target once (``settings.count`` echoes each), at most ``concurrency`` at a
+    time; the outcomes in target order."""
+    if not targets:
+        return []
+    outcomes: list[ProbeOutcome | None] = [None] * len(targets)
+    cursor = 0
+
+    async def worker() -> None:
+        nonlocal cursor
+        while cursor < len(targets):
+            i = cursor
+            cursor += 1
+            t = targets[i]
+            outcomes[i] = await prober.probe(
+                t.ip, settings.count, settings.probe_interval_s, settings.timeout_s
+            )
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(targets)))))
+    return [(t, o) for t, o in zip(targets, outcomes, strict=True) if o is not None]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

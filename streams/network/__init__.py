@@ -1,0 +1,1 @@
+"""Network alerting: ping results -> alerts (net.alerts) and outage responses (net.responses)."""

@@ -1,0 +1,149 @@
+"""Automatic responses to outage alerts, as ``ixc.filas.network.OutageResponse`` records. Pure.
+
+Per alert (configurable per root device type, ``FILAS_PING__RESPONSES``):
+- open of a down/flapping alert: NOC_NOTIFY, TICKET, PAUSE_MARKETING (every affected login) and
+  one SUBSCRIBER_NOTICE per affected login;
+- update: SUBSCRIBER_NOTICE and PAUSE_MARKETING for logins not yet covered (never twice for one
+  login in one outage; an alert merged into a new root carries its logins over);
+- resolve: RESUME_MARKETING for every paused login and a closing NOC_NOTIFY.
+Degraded alerts only notify the NOC. Every response id is a UUIDv5 of the alert, the kind and the
+login (or the alert event), so a replayed decision carries the same id and consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.envelope import envelope
+from streams.network.engine import AlertEvent
+
+RESPONSE_NAMESPACE = uuid.UUID("0b8a7f43-4d5e-4d2b-a9f8-3c3f1f0f6a90")
+KINDS = ("NOC_NOTIFY", "SUBSCRIBER_NOTICE", "PAUSE_MARKETING", "RESUME_MARKETING", "TICKET")
+SOURCE_SYSTEM = "alerting"
+_OUTAGE_STATES = ("down", "flapping")
+
+
+@dataclass(slots=True)
+class _Covered:
+    noticed: set[str] = field(default_factory=set)
+    paused: set[str] = field(default_factory=set)
+    ticketed: bool = False
+    notified: bool = False
+
+
+class ResponsePlanner:
+    """Which responses an alert event asks for. Remembers per open alert who was covered."""
+
+    def __init__(self, responses: Mapping[str, Sequence[str]]) -> None:
+        unknown = {k for kinds in responses.values() for k in kinds} - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown response kinds {sorted(unknown)}; known: {KINDS}")
+        self._by_type = {t.upper(): frozenset(k) for t, k in responses.items()}
+        self._covered: dict[str, _Covered] = {}
+        self._carry: dict[str, _Covered] = {}
+
+    def kinds_for(self, device_type: str | None) -> frozenset[str]:
+        return self._by_type.get(
+            (device_type or "OTHER").upper(), self._by_type.get("OTHER", frozenset())
+        )
+
+    def plan(self, event: AlertEvent) -> list[dict[str, Any]]:
+        kinds = self.kinds_for(event.root_device_type)
+        if event.action == "resolve":
+            return self._resolve(event, kinds)
+        covered = self._covered.get(event.alert_id)
+        if covered is None:
+            covered = self._carry.pop(event.alert_id, None) or _Covered()
+            self._covered[event.alert_id] = covered
+        out: list[dict[str, Any]] = []
+        outage = event.state in _OUTAGE_STATES
+        if "NOC_NOTIFY" in kinds and not covered.notified:
+            covered.notified = True
+            out.append(self._record(event, "NOC_NOTIFY", tag=event.event_id))
+        if not outage:
+            return out
+        if "TICKET" in kinds and not covered.ticketed:
+            covered.ticketed = True
+            out.append(self._record(event, "TICKET", logins=sorted(event.affected_login_ids)))
+        if "PAUSE_MARKETING" in kinds:
+            fresh = sorted(event.affected_login_ids - covered.paused)
+            if fresh:
+                covered.paused.update(fresh)
+                out.append(self._record(event, "PAUSE_MARKETING", logins=fresh, tag=event.event_id))
+        if "SUBSCRIBER_NOTICE" in kinds:
+            for login in sorted(event.affected_login_ids - covered.noticed):
+                covered.noticed.add(login)
+                out.append(self._record(event, "SUBSCRIBER_NOTICE", login=login))
+        return out
+
+    def _resolve(self, event: AlertEvent, kinds: frozenset[str]) -> list[dict[str, Any]]:
+        covered = self._covered.pop(event.alert_id, None) or _Covered()
+        if event.merged_into is not None:
+            carried = self._carry.setdefault(event.merged_into, _Covered())
+            carried.noticed |= covered.noticed
+            carried.paused |= covered.paused
+            return []
+        out: list[dict[str, Any]] = []
+        if covered.paused:
+            out.append(
+                self._record(event, "RESUME_MARKETING", logins=sorted(covered.paused), ended=True)
+            )
+        if "NOC_NOTIFY" in kinds and covered.notified:
+            out.append(self._record(event, "NOC_NOTIFY", tag="resolve", ended=True))
+        return out
+
+    def restore(self, record: Mapping[str, Any]) -> None:
+        """Replay one ``net.responses`` record (oldest first) at start-up."""
+        alert_id = str(record["alert_id"])
+        kind = str(record["kind"])
+        if kind == "RESUME_MARKETING" or (kind == "NOC_NOTIFY" and record.get("outage_ended_at")):
+            self._covered.pop(alert_id, None)
+            return
+        covered = self._covered.setdefault(alert_id, _Covered())
+        logins: Iterable[str] = record.get("login_ids") or ()
+        if kind == "SUBSCRIBER_NOTICE":
+            covered.noticed.update(logins)
+        elif kind == "PAUSE_MARKETING":
+            covered.paused.update(logins)
+        elif kind == "TICKET":
+            covered.ticketed = True
+        elif kind == "NOC_NOTIFY":
+            covered.notified = True
+
+    def _record(
+        self,
+        event: AlertEvent,
+        kind: str,
+        *,
+        login: str | None = None,
+        logins: Sequence[str] = (),
+        tag: str = "",
+        ended: bool = False,
+    ) -> dict[str, Any]:
+        response_id = uuid.uuid5(RESPONSE_NAMESPACE, f"{event.alert_id}:{kind}:{login or tag}")
+        return {
+            "envelope": envelope(
+                SOURCE_SYSTEM,
+                event_id=str(uuid.uuid5(RESPONSE_NAMESPACE, f"event:{response_id}")),
+                correlation_id=event.alert_id,
+                occurred_at=None,
+            )
+            | {"occurred_at": event.occurred_at_ms},
+            "response_id": str(response_id),
+            "kind": kind,
+            "alert_id": event.alert_id,
+            "root_device_id": event.root_device_id,
+            "root_device_name": event.root_device_name,
+            "root_device_type": event.root_device_type,
+            "pop_id": event.pop_id,
+            "login_id": login,
+            "login_ids": [login] if login is not None else list(logins),
+            "affected_device_count": event.affected_device_count,
+            "affected_subscriber_count": event.affected_subscriber_count,
+            "outage_started_at": event.opened_at_ms,
+            "outage_ended_at": event.resolved_at_ms if ended else None,
+            "summary": event.summary,
+        }
