@@ -269,8 +269,17 @@ class CampaignsSettings(BaseModel):
     frequency_lookback_s: float = Field(default=2 * 86_400.0, ge=0)
     # Messages a subscriber inside an active outage is spared: bulk lane, these purposes.
     outage_hold_purposes: tuple[str, ...] = ("marketing", "billing")
-    # Send window of the automatic per-subscriber outage notices (whole day by default).
+    # Per-subscriber outage notices (net.responses SUBSCRIBER_NOTICE): first reachable channel
+    # in this order, these sandboxed Jinja templates (variables: docs/campaigns.md), this send
+    # window (minutes, whole day by default); a new group starts at the latest responses.
     outage_notice_window: tuple[int, int] = (0, 1440)
+    outage_notice_channels: tuple[str, ...] = ("sms", "email")
+    outage_notice_subject: str = "Falha na rede na sua região"
+    outage_notice_body: str = (
+        "Olá {{ first_name }}, identificamos uma falha na nossa rede ({{ device }}) que pode "
+        "afetar a sua conexão. Nossa equipe já está trabalhando; não é preciso abrir chamado."
+    )
+    outage_notices_start_from: Literal["latest", "earliest"] = "latest"
 
 
 class SmtpChannelSettings(BaseModel):
