@@ -1,9 +1,10 @@
 """SIMULATOR: an aiohttp server speaking IXC's webservice dialect over a ``SimulatedIsp``.
 
 ``POST /webservice/v1/<form>`` with Basic auth (``user:token``) and ``ixcsoft: listar`` lists
-records like IXC (see ``listing``). Other ``ixcsoft`` actions answer 501 until registered with
-``register_action`` (room for write calls such as ``desbloqueio_confianca``). Faults from the
-``FaultPlan`` apply to webservice requests only, never to the admin API.
+records like IXC (see ``listing``). Without an ``ixcsoft`` header (IXC's insert) the write forms
+of ``writes`` (trust unblock, payment, ticket, disconnect, plan change, invoice resend) apply to
+the data; other forms and actions answer 501 until registered with ``register_action``.
+Faults from the ``FaultPlan`` apply to webservice requests only, never to the admin API.
 
 Admin API (homologation tests and humans), all JSON:
 
@@ -17,6 +18,7 @@ Admin API (homologation tests and humans), all JSON:
 - ``PUT  /_sim/faults``                       body: ``{"script": [...], "error_rate": ...,
   "slow_rate": ..., "malformed_rate": ..., "slow_s": ..., "seed": ...}``
 - ``DELETE /_sim/faults``                     -> no more faults
+- ``GET  /_sim/writes``                       -> write calls and applied effects per request id
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aiohttp import web
 from producers.ixc.simulator.dataset import SimulatedIsp
 from producers.ixc.simulator.faults import Fault, FaultPlan
 from producers.ixc.simulator.listing import ListingError, list_records
+from producers.ixc.simulator.writes import WriteApi
 
 ActionHandler = Callable[[str, Mapping[str, Any]], Awaitable[web.Response]]
 
@@ -60,7 +63,8 @@ class IxcSimulator:
         self._token = token
         self.faults = faults or FaultPlan()
         self.requests: Counter[str] = Counter()
-        self._actions: dict[str, ActionHandler] = {"listar": self._list}
+        self.writes = WriteApi(isp)
+        self._actions: dict[str, ActionHandler] = {"listar": self._list, "": self._write}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -80,6 +84,7 @@ class IxcSimulator:
         app.router.add_post("/_sim/contracts/{id}/unblock", self._unblock)
         app.router.add_put("/_sim/faults", self._set_faults)
         app.router.add_delete("/_sim/faults", self._clear_faults)
+        app.router.add_get("/_sim/writes", self._writes)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -116,7 +121,7 @@ class IxcSimulator:
             return _error(401, "Usuário ou token inválido")
         action = request.headers.get("ixcsoft", "")
         handler = self._actions.get(action)
-        if handler is None:
+        if handler is None or (action == "" and not self.writes.handles(form)):
             return _error(501, f"simulator: action {action or '(insert)'!r} not implemented")
         try:
             body = await request.json()
@@ -149,6 +154,9 @@ class IxcSimulator:
         return web.json_response(
             {"page": str(body.get("page", "1")), "total": str(total), "registros": page}
         )
+
+    async def _write(self, form: str, body: Mapping[str, Any]) -> web.Response:
+        return web.json_response(self.writes.apply(form, body))
 
     # -- admin -----------------------------------------------------------------------------
 
@@ -197,6 +205,11 @@ class IxcSimulator:
         body = await request.json() if request.can_read_body else {}
         trust = bool(body.get("trust", False))
         return web.json_response(self.isp.unblock_contract(contract_id, trust=trust))
+
+    async def _writes(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"calls": dict(self.writes.calls), "effects": dict(self.writes.effects)}
+        )
 
     async def _set_faults(self, request: web.Request) -> web.Response:
         body = await request.json()

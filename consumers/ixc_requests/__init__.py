@@ -1,0 +1,1 @@
+"""IXC service workers: consume the request lanes, call IXC, publish status (issue 8)."""
