@@ -400,3 +400,32 @@ def test_images_are_pinned(builds: dict[str, list[Manifest]]) -> None:
             image = container["image"]
             assert re.search(r":[\w.-]+$|@sha256:", image), image
             assert not image.endswith(":latest"), image
+
+
+def _gibibytes(quantity: str) -> float:
+    units = {"Gi": 1.0, "Ti": 1024.0, "Mi": 1 / 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_production_broker_disks_hold_every_queue_at_its_size_ceiling(
+    builds: dict[str, list[Manifest]],
+) -> None:
+    from filas.catalog import Catalog
+
+    catalog = Catalog.build()
+    docs = builds["overlays/production"]
+    pools = [p for p in _by_kind(docs, "KafkaNodePool").values() if "broker" in p["spec"]["roles"]]
+    brokers = sum(p["spec"]["replicas"] for p in pools)
+    ceiling = sum(
+        s.retention_bytes * s.partitions * s.replication_factor
+        for s in catalog
+        if s.retention_bytes > 0
+    )
+    per_broker_gib = ceiling / brokers / 1024**3
+    for pool in pools:
+        disk = sum(_gibibytes(v["size"]) for v in pool["spec"]["storage"]["volumes"])
+        assert per_broker_gib <= 0.9 * disk, (
+            f"the catalog's queues may grow to {per_broker_gib:.0f} GiB per broker but "
+            f"{pool['metadata']['name']} has {disk:.0f} GiB: raise "
+            "deploy/overlays/production/patches/kafka-storage.yaml (docs/capacity.md)"
+        )
