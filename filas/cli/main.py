@@ -7,6 +7,7 @@ import sys
 import click
 
 from filas.cli import (
+    campaign_cmds,
     config_cmd,
     dlq_cmds,
     emit_cmd,

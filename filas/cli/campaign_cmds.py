@@ -1,0 +1,204 @@
+"""``filas campaigns ...``: define campaigns, pause/resume/cancel them, run the fan-out.
+
+``create`` reads a YAML (or JSON) file, checks the templates locally (sandboxed Jinja) and
+emits a ``create`` command on ``campaign.definitions``; the fan-out (``filas campaigns fanout``)
+validates and renders every recipient before publishing any message.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+import yaml
+
+from filas.catalog.campaigns import CAMPAIGNS
+from filas.cli.service_logging import service_logging
+from filas.errors import ConfigurationError
+from filas.metrics import serve_metrics
+from filas.settings import Settings
+from producers.envelope import envelope
+
+SOURCE = "filas-cli"
+CHANNELS = ("email", "sms", "whatsapp")
+
+
+def _minutes(text: str) -> int:
+    hours, _, minutes = text.strip().partition(":")
+    value = int(hours) * 60 + int(minutes or 0)
+    if not 0 <= value <= 1440:
+        raise ConfigurationError(f"send window time {text!r} is not between 00:00 and 24:00")
+    return value
+
+
+def campaign_record(
+    definition: dict[str, Any], *, campaign_id: str | None = None, requested_by: str | None = None
+) -> dict[str, Any]:
+    """A ``create`` Campaign record from a definition file's mapping (docs/campaigns.md)."""
+    from streams.campaigns.plan import CampaignError, compile_template
+
+    known = {
+        "name", "channels", "subject", "body", "audience", "schedule_at", "send_window",
+        "timezone", "frequency_cap_per_day", "lane", "purpose", "requested_by", "campaign_id",
+    }  # fmt: skip
+    unknown = set(definition) - known
+    if unknown:
+        raise ConfigurationError(f"campaign file: unknown keys {sorted(unknown)}")
+    for key in ("name", "channels", "body"):
+        if not definition.get(key):
+            raise ConfigurationError(f"campaign file: {key!r} is required")
+    channels = [str(c) for c in definition["channels"]]
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad:
+        raise ConfigurationError(f"campaign file: unknown channels {bad}; use {list(CHANNELS)}")
+    try:
+        for what in ("subject", "body"):
+            if definition.get(what):
+                compile_template(str(definition[what]), what)
+    except CampaignError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    audience = dict(definition.get("audience") or {})
+    if audience.get("min_amount_overdue") is not None:
+        audience["min_amount_overdue"] = Decimal(str(audience["min_amount_overdue"]))
+    window = str(definition.get("send_window", "08:00-20:00"))
+    start, _, end = window.partition("-")
+    schedule = definition.get("schedule_at")
+    if isinstance(schedule, str):
+        schedule = datetime.fromisoformat(schedule)
+    if isinstance(schedule, datetime) and schedule.tzinfo is None:
+        raise ConfigurationError("campaign file: schedule_at needs a UTC offset")
+    return {
+        "envelope": envelope(SOURCE),
+        "campaign_id": campaign_id or str(definition.get("campaign_id") or uuid.uuid4()),
+        "name": str(definition["name"]),
+        "command": "create",
+        "channels": channels,
+        "template": {"subject": definition.get("subject"), "body": str(definition["body"])},
+        "audience": audience,
+        "schedule_at": schedule,
+        "send_window_start_min": _minutes(start),
+        "send_window_end_min": _minutes(end or "24:00"),
+        "timezone": str(definition.get("timezone", "America/Sao_Paulo")),
+        "frequency_cap_per_day": definition.get("frequency_cap_per_day"),
+        "lane": str(definition.get("lane", "bulk")),
+        "purpose": str(definition.get("purpose", "marketing")),
+        "requested_by": requested_by or definition.get("requested_by"),
+    }
+
+
+def command_record(campaign_id: str, command: str, requested_by: str | None) -> dict[str, Any]:
+    """A pause/resume/cancel command; the definition fields are required by the schema only."""
+    return {
+        "envelope": envelope(SOURCE),
+        "campaign_id": str(uuid.UUID(campaign_id)),
+        "name": "",
+        "command": command,
+        "channels": [],
+        "template": {"subject": None, "body": ""},
+        "audience": {},
+        "lane": "bulk",
+        "requested_by": requested_by,
+    }
+
+
+def _emit(settings: Settings, record: dict[str, Any]) -> None:
+    from filas.bootstrap import build_producer
+
+    with build_producer(settings) as producer:
+        producer.emit_sync(CAMPAIGNS, record)
+
+
+@click.group("campaigns")
+def campaigns() -> None:
+    """Campaigns: e-mail/SMS fan-out with consent, quiet hours and frequency caps."""
+
+
+@campaigns.command("create")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--requested-by", default=None, help="Operator, for the audit trail.")
+@click.pass_obj
+def create(settings: Settings, path: Path, requested_by: str | None) -> None:
+    """Define a campaign from a YAML/JSON file and queue it (prints the campaign id)."""
+    definition = yaml.safe_load(path.read_text())
+    if not isinstance(definition, dict):
+        raise ConfigurationError(f"{path}: expected a mapping")
+    record = campaign_record(definition, requested_by=requested_by)
+    _emit(settings, record)
+    click.echo(record["campaign_id"])
+
+
+def _command(name: str) -> click.Command:
+    @click.argument("campaign_id")
+    @click.option("--requested-by", default=None, help="Operator, for the audit trail.")
+    @click.pass_obj
+    def run(settings: Settings, campaign_id: str, requested_by: str | None) -> None:
+        try:
+            record = command_record(campaign_id, name, requested_by)
+        except ValueError as exc:
+            raise ConfigurationError(f"{campaign_id!r} is not a campaign id (UUID)") from exc
+        _emit(settings, record)
+        click.echo(f"{name} sent for {record['campaign_id']}")
+
+    run.__doc__ = f"{name.capitalize()} a campaign (takes effect at the next batch)."
+    return click.command(name)(run)
+
+
+for _name in ("pause", "resume", "cancel"):
+    campaigns.add_command(_command(_name))
+
+
+@campaigns.command("fanout")
+@click.option("--stats-every", default=30.0, show_default=True, help="Seconds between stat lines.")
+@click.pass_obj
+def fanout(settings: Settings, stats_every: float) -> None:
+    """Expand campaigns into one message per recipient and channel (long-running).
+
+    Serves /metrics on FILAS_METRICS__PORT; progress goes to campaign.progress.
+    """
+    from streams.campaigns.runner import FanoutService
+
+    with service_logging(settings, "campaign-fanout"):
+        serve_metrics(settings.metrics)
+        service = FanoutService(settings)
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        service.start()
+        click.echo("campaign fan-out up", err=True)
+        next_stats = time.monotonic() + stats_every
+        try:
+            while not stop.is_set():
+                service.run_once()
+                if time.monotonic() >= next_stats:
+                    next_stats += stats_every
+                    runs = service.engine.runs if service.engine else {}
+                    click.echo(
+                        json.dumps(
+                            {
+                                "live": service.live,
+                                "campaigns": {cid: r.status for cid, r in runs.items()},
+                                "queued": {cid: r.queued for cid, r in runs.items()},
+                                "outage_notices": service.notices_sent,
+                                "at": datetime.now(UTC).isoformat(),
+                            }
+                        ),
+                        err=True,
+                    )
+        finally:
+            service.close()
+
+
+COMMANDS: list[click.Command] = [campaigns]
