@@ -49,6 +49,7 @@ for _module in (
     dlq_cmds,
     status_cmd,
     monitor_cmds,
+    campaign_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
