@@ -9,6 +9,7 @@ import click
 from filas.cli import (
     campaign_cmds,
     config_cmd,
+    delivery_cmds,
     dlq_cmds,
     emit_cmd,
     ixc_cmds,
@@ -50,6 +51,7 @@ for _module in (
     status_cmd,
     monitor_cmds,
     campaign_cmds,
+    delivery_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

@@ -1,0 +1,1 @@
+"""Campaign delivery workers: lanes in, SMTP / HTTP gateways out, results and ledger back."""

@@ -1,0 +1,102 @@
+"""E-mail through an SMTP relay with aiosmtplib: the only module that imports it.
+
+Connections are pooled (one per concurrent send) and reused across messages. The Message-ID is
+derived from the CampaignMessage id, so a resend after a crash carries the same Message-ID and
+mail clients that deduplicate on it show one message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from email.message import EmailMessage
+from email.utils import formatdate
+
+import aiosmtplib
+
+from consumers.delivery.channels import Outcome, OutgoingMessage, SendResult
+from filas.settings import SmtpChannelSettings
+
+
+def message_id_header(message_id: str, domain: str) -> str:
+    return f"<{message_id}@{domain}>"
+
+
+def build_email(message: OutgoingMessage, settings: SmtpChannelSettings) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = settings.sender
+    mail["To"] = message.address
+    mail["Subject"] = message.subject or ""
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = message_id_header(message.message_id, settings.message_id_domain)
+    mail["X-Filas-Campaign"] = message.campaign_id
+    mail.set_content(message.body)
+    return mail
+
+
+def classify_code(code: int) -> Outcome:
+    return Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
+
+
+class SmtpChannel:
+    def __init__(self, settings: SmtpChannelSettings) -> None:
+        self.settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    @property
+    def provider(self) -> str:
+        return self.settings.provider
+
+    @property
+    def dependency(self) -> str:
+        return "smtp"
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout_s,
+            use_tls=s.use_tls,
+            start_tls=s.start_tls,
+        )
+        await client.connect()
+        if s.username is not None and s.password is not None:
+            await client.login(s.username, s.password.get_secret_value())
+        return client
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        client = self._idle.pop() if self._idle else None
+        reuse = True
+        try:
+            if client is None or not client.is_connected:
+                client = await self._connect()
+            errors, response = await client.send_message(build_email(message, self.settings))
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            reuse = False
+            first = exc.recipients[0] if exc.recipients else None
+            code = first.code if first is not None else 550
+            text = first.message if first is not None else str(exc)
+            return SendResult(classify_code(code), str(code), text)
+        except aiosmtplib.SMTPResponseException as exc:
+            reuse = False
+            return SendResult(classify_code(exc.code), str(exc.code), exc.message)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            reuse = False
+            return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            if client is not None:
+                if reuse and client.is_connected:
+                    self._idle.append(client)
+                else:
+                    with contextlib.suppress(Exception):
+                        client.close()
+        if errors:
+            code, text = next(iter(errors.values()))
+            return SendResult(classify_code(code), str(code), text)
+        return SendResult(Outcome.SENT, "250", response, provider_message_id=response)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            with contextlib.suppress(Exception):
+                await client.quit()

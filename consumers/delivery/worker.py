@@ -1,0 +1,474 @@
+"""``filas delivery serve --channel email|sms|whatsapp``: campaign messages out to a provider.
+
+Per batch (one lane, highest first, filas.lanes): decode (undecodable -> lane DLQ), keep this
+channel's messages, hold partitions whose next message is not due yet, then per message:
+ledger check -> rate slot + concurrency slot -> ``sending`` entry (acked) -> provider ->
+retries with backoff for temporary failures -> DeliveryResult + ``done`` entry (acked) -> DLQ
+for failures; the lane's offsets are committed after the whole batch.
+(docs/campaigns.md "Delivery", decisions 0075-0077.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from confluent_kafka import Message
+
+from consumers.delivery.channels import Channel, Outcome, OutgoingMessage, SendResult
+from consumers.delivery.http_gateway import HttpChannel
+from consumers.delivery.ledger import DONE, SENDING, Ledger, LedgerEntry, LedgerReader
+from consumers.delivery.limits import ConcurrencyLimit, RateLimiter, backoff_delay, share
+from consumers.delivery.smtp import SmtpChannel
+from filas.bootstrap import Serdes, build_producer, build_serdes
+from filas.catalog import Catalog, TopicSpec
+from filas.catalog.campaigns import DELIVERY_LEDGER, DELIVERY_RESULTS, MESSAGE_LANES
+from filas.errors import ConfigurationError, FilasError
+from filas.lanes import LaneBatch, LaneConsumer
+from filas.metrics import (
+    DEAD_LETTERS,
+    DEPENDENCY_SECONDS,
+    ERRORS,
+    EVENTS_IN,
+    EVENTS_OUT,
+    PROCESSING_SECONDS,
+    QUEUE_DEPTH,
+    RATE_LIMIT_RATE,
+    RATE_LIMIT_TOKENS,
+    timed,
+)
+from filas.settings import HttpChannelSettings, Settings, SmtpChannelSettings
+from producers.async_sdk import AsyncEventProducer
+from producers.envelope import envelope
+from schemas.dead_letter import SourceRecord, dead_letter
+
+logger = logging.getLogger(__name__)
+
+COMPONENT = "campaign-delivery"
+ChannelName = Literal["email", "sms", "whatsapp"]
+CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "whatsapp")
+
+
+def build_channel(settings: Settings, name: ChannelName) -> Channel:
+    config = channel_settings(settings, name)
+    if isinstance(config, SmtpChannelSettings):
+        return SmtpChannel(config)
+    return HttpChannel(config, dependency=name)
+
+
+def channel_settings(
+    settings: Settings, name: ChannelName
+) -> SmtpChannelSettings | HttpChannelSettings:
+    config: SmtpChannelSettings | HttpChannelSettings = getattr(settings.delivery, name)
+    return config
+
+
+def _ms(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    permanent: int = 0
+    exhausted: int = 0
+    retries: int = 0
+    expired: int = 0
+    already_done: int = 0
+    ambiguous_resent: int = 0
+    ambiguous_skipped: int = 0
+    other_channel: int = 0
+    undecodable: int = 0
+    held: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class DeliveryWorker:
+    """One instance of a channel's delivery group: ``await start()``, then ``run``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        channel_name: ChannelName,
+        *,
+        catalog: Catalog | None = None,
+        serdes: Serdes | None = None,
+        channel: Channel | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if channel_name not in CHANNELS:
+            raise ConfigurationError(f"unknown channel {channel_name!r}; one of {CHANNELS}")
+        self.settings = settings
+        self.config = settings.delivery
+        self.channel_name = channel_name
+        self.channel_config = channel_settings(settings, channel_name)
+        self.channel = channel or build_channel(settings, channel_name)
+        self.catalog = catalog or Catalog.build(settings.topics.prefix)
+        self._serdes = serdes or build_serdes(settings)
+        self._rng = rng
+        self.lane_specs: tuple[TopicSpec, ...] = tuple(
+            self.catalog.resolve(s) for s in MESSAGE_LANES
+        )
+        self.results_spec = self.catalog.resolve(DELIVERY_RESULTS)
+        self.ledger_spec = self.catalog.resolve(DELIVERY_LEDGER)
+        self.instance = self.config.instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.group_id = f"{settings.topics.prefix}{self.config.group_id}-{channel_name}"
+        limit = self.channel_config.rate_per_s
+        self.limiter = RateLimiter(None if limit is None else 0.0)
+        self.concurrency = ConcurrencyLimit(0)
+        self.ledger = Ledger()
+        self.stats = DeliveryStats()
+        self._held: dict[tuple[int, int], float] = {}
+        self._share_dirty = True
+        self._partitions_total = 0
+        self._producer: AsyncEventProducer | None = None
+        self._reader: LedgerReader | None = None
+        self.lanes: LaneConsumer | None = None
+        self._in_flight = 0
+
+    # -- start / stop -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._producer = AsyncEventProducer(
+            build_producer(self.settings, catalog=self.catalog, serdes=self._serdes)
+        )
+        self._reader = LedgerReader(
+            self.settings.kafka,
+            self.ledger_spec,
+            self._serdes(self.ledger_spec),
+            self.config.ledger_ready_timeout_s,
+        )
+        ledger_partitions = await asyncio.to_thread(self._reader.partition_count)
+        for spec in self.lane_specs:
+            if spec.partitions != ledger_partitions:
+                raise ConfigurationError(
+                    f"{spec.name} has {spec.partitions} partitions in the catalog but the ledger "
+                    f"{self.ledger_spec.name} has {ledger_partitions}: they must match "
+                    "(docs/decisions/0077)"
+                )
+        self._partitions_total = sum(s.partitions for s in self.lane_specs)
+        self.lanes = LaneConsumer(
+            self.settings.kafka.client_config(),
+            self.group_id,
+            self.lane_specs,
+            listener=self,
+            extra_config={"session.timeout.ms": self.config.session_timeout_ms},
+        )
+        self.lanes.subscribe()
+        self._apply_share()
+
+    async def close(self) -> None:
+        if self.lanes is not None:
+            await asyncio.to_thread(self.lanes.close)
+            self.lanes = None
+        if self._producer is not None:
+            await self._producer.aclose()
+            self._producer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        await self.channel.close()
+
+    # -- rebalance (called from inside LaneConsumer.poll, on the poll thread) --------------------
+
+    def _assigned_anywhere(self) -> set[int]:
+        assert self.lanes is not None
+        out: set[int] = set()
+        for lane in range(len(self.lane_specs)):
+            out |= self.lanes.assignment(lane)
+        return out
+
+    def on_assign(self, lane: int, spec: TopicSpec, partitions: list[int]) -> None:
+        assert self._reader is not None
+        # Entries written by the partitions' previous owner, up to now, before any message.
+        read = self._reader.catch_up(self.ledger, partitions)
+        logger.info("delivery: %s assigned %s; ledger read %d entries", spec.name, partitions, read)
+        self._share_dirty = True
+
+    def on_revoke(self, lane: int, spec: TopicSpec, partitions: list[int]) -> None:
+        for p in partitions:
+            self._held.pop((lane, p), None)
+        self.ledger.drop(set(partitions) - self._assigned_anywhere())
+        logger.info("delivery: %s revoked %s", spec.name, partitions)
+        self._share_dirty = True
+
+    def _apply_share(self) -> None:
+        """Rate and concurrency = configured x assigned partitions / all lane partitions."""
+        if not self._share_dirty or self.lanes is None:
+            return
+        self._share_dirty = False
+        assigned = sum(len(self.lanes.assignment(i)) for i in range(len(self.lane_specs)))
+        total = self._partitions_total
+        limit = self.channel_config.rate_per_s
+        if limit is not None:
+            self.limiter.set_rate(share(limit, assigned, total))
+        concurrency = share(self.channel_config.concurrency, assigned, total)
+        self.concurrency.resize(max(1, math.ceil(concurrency)) if assigned else 0)
+        rate = self.limiter.rate
+        RATE_LIMIT_RATE.labels(COMPONENT, self.channel_name).set(-1 if rate is None else rate)
+        logger.info(
+            "delivery: %s share %d/%d partitions: rate %s/s, concurrency %d",
+            self.channel_name,
+            assigned,
+            total,
+            "unlimited" if rate is None else f"{rate:.2f}",
+            self.concurrency.size,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _limits(self) -> list[int]:
+        top = self.config.max_batch
+        rate = self.limiter.rate
+        if rate is None:
+            lower = max(1, self.concurrency.size * 4)
+        else:
+            lower = math.ceil(max(rate, 1.0) * self.config.lower_lane_batch_s)
+        lower = max(1, min(top, lower))
+        return [top] + [lower] * (len(self.lane_specs) - 1)
+
+    def _resume_due(self) -> None:
+        if not self._held or self.lanes is None:
+            return
+        now_ms = time.time() * 1000
+        for (lane, p), at in list(self._held.items()):
+            if at <= now_ms:
+                del self._held[(lane, p)]
+                if p in self.lanes.assignment(lane):
+                    self.lanes.resume(lane, [p])
+
+    async def run_once(self, timeout_s: float = 0.5) -> int:
+        """Poll one batch and deliver it; returns how many messages were handled."""
+        assert self.lanes is not None
+        self._resume_due()
+        batch = await asyncio.to_thread(self.lanes.poll, self._limits(), timeout_s)
+        self._apply_share()
+        RATE_LIMIT_TOKENS.labels(COMPONENT, self.channel_name).set(min(self.limiter.tokens(), 1e9))
+        if batch is None:
+            return 0
+        with timed(PROCESSING_SECONDS, component=COMPONENT, stage="batch"):
+            return await self._handle_batch(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.run_once()
+
+    async def _handle_batch(self, batch: LaneBatch) -> int:
+        assert self.lanes is not None
+        spec = batch.spec
+        serde = self._serdes(spec)
+        commits: dict[int, int] = {}
+        held: set[int] = set()
+        jobs = []
+        now_ms = time.time() * 1000
+        for msg in batch.messages:
+            p, offset = msg.partition(), msg.offset()
+            if p in held:
+                continue
+            EVENTS_IN.labels(COMPONENT, spec.name).inc()
+            try:
+                record = serde.deserialize(msg.value())
+            except FilasError as exc:
+                self.stats.undecodable += 1
+                await self._dead_letter(spec, msg, exc)
+                commits[p] = offset + 1
+                continue
+            if str(record["channel"]) != self.channel_name:
+                self.stats.other_channel += 1
+                commits[p] = offset + 1
+                continue
+            not_before = _ms(record.get("not_before"))
+            if not_before - now_ms > self.config.hold_ahead_s * 1000:
+                # Not due: put it (and the rest of its partition) back and hold the partition.
+                self.stats.held += 1
+                held.add(p)
+                self.lanes.seek(batch.lane, p, offset)
+                self.lanes.pause(batch.lane, [p])
+                self._held[(batch.lane, p)] = not_before
+                continue
+            jobs.append(self._deliver(spec, msg, record))
+            commits[p] = offset + 1
+        self._in_flight = len(jobs)
+        QUEUE_DEPTH.labels(COMPONENT, "in_flight").set(len(jobs))
+        await asyncio.gather(*jobs)
+        self._in_flight = 0
+        QUEUE_DEPTH.labels(COMPONENT, "in_flight").set(0)
+        # Every outcome is in the ledger now: the offsets may move past these messages.
+        await asyncio.to_thread(self.lanes.commit, batch.lane, commits)
+        return len(jobs)
+
+    # -- one message ------------------------------------------------------------------------------
+
+    async def _deliver(self, spec: TopicSpec, msg: Message, record: Mapping[str, Any]) -> None:
+        started = time.perf_counter()
+        p = msg.partition()
+        message_id = str(record["message_id"])
+        entry = self.ledger.get(p, message_id)
+        if entry is not None and entry.state == DONE:
+            self.stats.already_done += 1
+            return
+        if entry is not None and entry.state == SENDING:
+            if self.config.on_ambiguous == "skip":
+                self.stats.ambiguous_skipped += 1
+                result = SendResult(
+                    Outcome.PERMANENT,
+                    None,
+                    "ambiguous: a worker stopped between 'sending' and the outcome; "
+                    "not resent (delivery.on_ambiguous=skip)",
+                )
+                await self._finish(spec, msg, record, "unknown", result, entry.attempt)
+                return
+            self.stats.ambiguous_resent += 1
+        out = OutgoingMessage(
+            message_id=message_id,
+            campaign_id=str(record["campaign_id"]),
+            recipient_id=str(record["recipient_id"]),
+            address=str(record["address"]),
+            subject=record.get("subject"),
+            body=str(record["body"]),
+        )
+        expires = record.get("expires_at")
+        if expires is not None and _ms(expires) <= time.time() * 1000:
+            self.stats.expired += 1
+            await self._finish(spec, msg, record, "expired", SendResult(Outcome.PERMANENT), 0)
+            return
+        wait_s = (_ms(record.get("not_before")) - time.time() * 1000) / 1000
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        attempts = 0
+        first_try = time.monotonic()
+        while True:
+            attempts += 1
+            async with self.concurrency:
+                await self.limiter.acquire()
+                if attempts == 1:
+                    await self._ledger_write(record, SENDING, None, attempts)
+                dep_start = time.perf_counter()
+                result = await self.channel.send(out)
+                DEPENDENCY_SECONDS.labels(COMPONENT, self.channel.dependency).observe(
+                    time.perf_counter() - dep_start
+                )
+            if result.outcome is not Outcome.TEMPORARY:
+                break
+            ERRORS.labels(COMPONENT, f"{self.channel_name}_temporary").inc()
+            elapsed = time.monotonic() - first_try
+            if attempts >= self.config.max_attempts or elapsed >= self.config.retry_budget_s:
+                break
+            self.stats.retries += 1
+            delay = backoff_delay(
+                attempts,
+                self.config.backoff_initial_s,
+                self.config.backoff_max_s,
+                self._rng,
+                result.retry_after_s,
+            )
+            await asyncio.sleep(min(delay, max(0.0, self.config.retry_budget_s - elapsed)))
+        if result.outcome is Outcome.SENT:
+            self.stats.sent += 1
+            status = "sent"
+        elif result.outcome is Outcome.PERMANENT:
+            self.stats.permanent += 1
+            status = "permanent_failure"
+        else:
+            self.stats.exhausted += 1
+            status = "temporary_failure"
+        await self._finish(spec, msg, record, status, result, attempts)
+        PROCESSING_SECONDS.labels(COMPONENT, "message").observe(time.perf_counter() - started)
+
+    async def _finish(
+        self,
+        spec: TopicSpec,
+        msg: Message,
+        record: Mapping[str, Any],
+        status: str,
+        result: SendResult,
+        attempts: int,
+    ) -> None:
+        """DeliveryResult and the ``done`` ledger entry (both acknowledged); DLQ on failure."""
+        assert self._producer is not None
+        now = datetime.now(UTC)
+        latency = max(0, int(now.timestamp() * 1000) - _ms(record.get("not_before")))
+        event = {
+            "envelope": envelope(COMPONENT, correlation_id=str(record["campaign_id"])),
+            "message_id": str(record["message_id"]),
+            "campaign_id": str(record["campaign_id"]),
+            "recipient_id": str(record["recipient_id"]),
+            "channel": self.channel_name,
+            "status": status,
+            "provider": self.channel.provider,
+            "provider_message_id": result.provider_message_id,
+            "provider_response_code": result.code,
+            "provider_response_text": result.text,
+            "attempts": attempts,
+            "latency_ms": latency,
+            "cost": None,
+            "finished_at": now,
+        }
+        writes = [
+            self._producer.emit(self.results_spec, event),
+            self._ledger_write(record, DONE, status, attempts),
+        ]
+        failed = status in ("permanent_failure", "temporary_failure", "unknown")
+        if failed:
+            code = (
+                "delivery_retries_exhausted"
+                if status == "temporary_failure"
+                else "delivery_ambiguous_skipped"
+                if status == "unknown"
+                else "delivery_permanent_failure"
+            )
+            reason = f"{self.channel.provider}: {result.code or '-'} {result.text or ''}".strip()
+            writes.append(self._dead_letter(spec, msg, FilasError(reason, code=code)))
+        await asyncio.gather(*writes)
+        EVENTS_OUT.labels(COMPONENT, self.results_spec.name).inc()
+
+    async def _ledger_write(
+        self, record: Mapping[str, Any], state: str, status: str | None, attempt: int
+    ) -> None:
+        assert self._producer is not None
+        entry = {
+            "envelope": envelope(COMPONENT, correlation_id=str(record["campaign_id"])),
+            "message_id": str(record["message_id"]),
+            "recipient_id": str(record["recipient_id"]),
+            "channel": self.channel_name,
+            "state": state,
+            "status": status,
+            "attempt": attempt,
+            "worker": self.instance,
+            "written_at": datetime.now(UTC),
+        }
+        delivery = await self._producer.emit(self.ledger_spec, entry)
+        self.ledger.record(
+            delivery.partition, str(record["message_id"]), LedgerEntry(state, status, attempt)
+        )
+
+    async def _dead_letter(self, spec: TopicSpec, msg: Message, error: FilasError) -> None:
+        assert self._producer is not None
+        _kind, stamp = msg.timestamp()
+        source = SourceRecord(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            timestamp_ms=stamp if stamp and stamp > 0 else None,
+            key=msg.key(),
+            value=msg.value(),
+        )
+        await self._producer.emit(
+            self.catalog.dead_letter_for(spec), dead_letter(source, error, COMPONENT)
+        )
+        DEAD_LETTERS.labels(COMPONENT, spec.name).inc()
