@@ -429,3 +429,17 @@ def test_production_broker_disks_hold_every_queue_at_its_size_ceiling(
             f"{pool['metadata']['name']} has {disk:.0f} GiB: raise "
             "deploy/overlays/production/patches/kafka-storage.yaml (docs/capacity.md)"
         )
+
+
+def test_every_filas_container_runs_a_real_command(builds: dict[str, list[Manifest]]) -> None:
+    from tests.unit.test_deploy_container import _resolve
+
+    seen = set()
+    for _, doc in _all(builds):
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        for container in _pod_spec(doc)["containers"]:
+            if container["image"].startswith("ghcr.io/ixc-filas/filas:"):
+                _resolve(container["args"])
+                seen.add(doc["metadata"]["name"])
+    assert {"filas-schemas", "clickhouse-sink", "radius-gateway", "ixc-simulator"} <= seen
