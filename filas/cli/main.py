@@ -14,6 +14,7 @@ from filas.cli import (
     emit_cmd,
     ixc_cmds,
     monitor_cmds,
+    network_cmds,
     platform_cmds,
     radius_cmds,
     request_cmds,
@@ -52,6 +53,7 @@ for _module in (
     monitor_cmds,
     campaign_cmds,
     delivery_cmds,
+    network_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
