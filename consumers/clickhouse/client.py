@@ -116,6 +116,14 @@ class ClickHouse:
             rows: list[tuple[Any, ...]] = self._client.execute(sql, dict(params or {}))
         return rows
 
+    def query_with_columns(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like ``query``, with the result's column names."""
+        with self._translated(sql.strip().split("\n", 1)[0][:120]):
+            rows, types = self._client.execute(sql, dict(params or {}), with_column_types=True)
+        return [name for name, _type in types], [tuple(r) for r in rows]
+
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert row tuples; returns the row count ClickHouse acknowledged."""
         names = ", ".join(quote(c) for c in columns)
