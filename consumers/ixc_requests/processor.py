@@ -184,7 +184,9 @@ class RequestProcessor:
             return DONE
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self._settings.backoff_max_s, self._settings.backoff_initial_s * 2.0**attempt)
+        cap = min(
+            self._settings.backoff_max_s, self._settings.backoff_initial_s * 2.0 ** (attempt - 1)
+        )
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
     async def _finish(

@@ -86,11 +86,11 @@ class WebhookVerifier:
         if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
             raise AuthFailure("bad_signature", "signature does not match the body")
         now = self._clock()
+        self._forget(now)
         if abs(now - int(timestamp)) > self._window_s:
             raise AuthFailure(
                 "stale_timestamp", f"timestamp is more than {self._window_s:.0f}s from now"
             )
-        self._forget(now)
         if expected in self._seen:
             raise AuthFailure("replayed_signature", "this signature was already used")
         self._seen[expected] = now + self._window_s
