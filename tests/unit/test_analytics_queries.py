@@ -58,3 +58,12 @@ def test_run_passes_values_as_parameters_and_checks_them() -> None:
         analytics.run(recorder, "top_reject_reasons", Catalog.build(), {"start": 1})  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="unknown analytics query"):
         analytics.get("nope")
+
+
+def test_docs_show_every_query_as_shipped() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text()
+    for query in analytics.queries().values():
+        assert f"## {query.name}\n" in doc, query.name
+        assert query.sql.rstrip() in doc, f"docs/analytics.md shows an old {query.name}"
