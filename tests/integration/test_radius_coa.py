@@ -222,3 +222,50 @@ def test_block_to_nas_ack_latency(env: Env) -> None:
     q = statistics.quantiles(lags, n=100)
     print(f"coa block->NAS ACK over {n} events: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms")
     assert q[98] < 5000
+
+
+def peer_result(event: dict[str, Any], action: str) -> dict[str, Any]:
+    """The CoaResult another worker emitted for ``event`` (its offset commit then lost)."""
+    return {
+        "envelope": envelope("peer-worker"),
+        "contract_id": event["contract_id"],
+        "status_event_id": event["envelope"]["event_id"],
+        "action": action,
+        "reason": event["reason"],
+        "login": "cli0@fibra",
+        "nas_id": "9",
+        "nas_ip": "127.0.0.1",
+        "session_id": "s00000",
+        "attributes": {},
+        "outcome": "ACK",
+        "attempts": 1,
+        "error_cause": None,
+        "latency_ms": 1.0,
+        "status_event_lag_ms": 5.0,
+    }
+
+
+def test_ledger_follows_results_written_after_start_up(env: Env) -> None:
+    """The takeover gap: this worker loaded the ledger, then a peer handled an event (result on
+    the topic, offset commit lost) and the event is replayed here. The tailed ledger, caught up
+    when partitions are assigned, knows it: nothing is sent."""
+    w = worker(env)
+    try:
+        replayed = status_event("c-0", "BLOCKED", "ACTIVE", "NON_PAYMENT_BLOCK")
+        env.producer.emit_sync(COA_RESULTS, peer_result(replayed, "DISCONNECT"))
+        env.producer.emit_sync(CONTRACT_STATUS, replayed)
+        sent_before = len(env.nas.received)
+        deadline = time.monotonic() + 30
+        while w.processor.stats.events < 1 and time.monotonic() < deadline:
+            w.run_once(0.2)
+        assert w.processor.stats.duplicates == 1
+        assert len(env.nas.received) == sent_before
+
+        # While running (no rebalance): a later peer result reaches the ledger too.
+        later = status_event("c-0", "ACTIVE", "BLOCKED", "PAYMENT_CONFIRMED")
+        env.producer.emit_sync(COA_RESULTS, peer_result(later, "COA"))
+        assert w.ledger_tail is not None
+        w.ledger_tail.wait_caught_up(10)
+        assert (later["envelope"]["event_id"], "COA") in w.processor.ledger
+    finally:
+        w.close()
