@@ -1,0 +1,200 @@
+"""Real local peers for tests and benchmarks (never used in production paths).
+
+``SmtpSink``: an aiosmtpd SMTP server on 127.0.0.1 (free port) that records every accepted mail
+by Message-ID and recipient, can answer 4xx/5xx, and can be stopped and started again on the same
+port (relay down). ``SmsGatewayFake``: an aiohttp HTTP gateway that records messages by
+reference and can be slow, fail with 503, throttle with 429 + Retry-After, or refuse numbers.
+aiosmtpd is a development dependency: it is imported only when a sink starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from filas.local_platform.processes import free_port
+
+
+@dataclass
+class Received:
+    message_id: str
+    recipients: tuple[str, ...]
+    at: float
+
+
+@dataclass
+class SinkBehaviour:
+    # Per-recipient-address SMTP answers, e.g. {"bad@x": (550, "5.1.1 no such user")}.
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Answer this code to every DATA while > 0 (decremented per answer), e.g. 451.
+    fail_next: int = 0
+    fail_code: tuple[int, str] = (451, "4.3.0 try again later")
+    delay_s: float = 0.0
+
+
+class SmtpSink:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received: list[Received] = []
+        self.behaviour = SinkBehaviour()
+        self._lock = threading.Lock()
+        self._controller: Any = None
+
+    # aiosmtpd handler hooks --------------------------------------------------------------------
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refused = self.behaviour.refuse.get(address)
+        if refused is not None:
+            return f"{refused[0]} {refused[1]}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.behaviour.delay_s:
+            await asyncio.sleep(self.behaviour.delay_s)
+        with self._lock:
+            if self.behaviour.fail_next > 0:
+                self.behaviour.fail_next -= 1
+                code, text = self.behaviour.fail_code
+                return f"{code} {text}"
+        content = envelope.original_content or envelope.content
+        parsed = email.message_from_bytes(content if isinstance(content, bytes) else b"")
+        message_id = str(parsed.get("Message-ID", ""))
+        with self._lock:
+            self.received.append(Received(message_id, tuple(envelope.rcpt_tos), time.time()))
+            n = len(self.received)
+        return f"250 2.0.0 Ok: queued as Q{n}"
+
+    # control ----------------------------------------------------------------------------------
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def by_message_id(self) -> Counter[str]:
+        with self._lock:
+            return Counter(r.message_id for r in self.received)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+    def times(self) -> list[float]:
+        with self._lock:
+            return [r.at for r in self.received]
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class GatewayBehaviour:
+    delay_s: float = 0.0
+    # Answer 503 to the next N requests, then 429 (Retry-After) to the next M.
+    fail_next: int = 0
+    throttle_next: int = 0
+    retry_after_s: int = 1
+    # Numbers answered 400 {"error": "invalid number"}.
+    invalid_prefix: str = "+000"
+
+
+class SmsGatewayFake:
+    """POST /messages with JSON {"to", "text", "reference"}; 201 {"id": ...} when accepted."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.behaviour = GatewayBehaviour()
+        self.accepted: list[dict[str, Any]] = []
+        self.requests = 0
+        self.answers: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/messages"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        b = self.behaviour
+        with self._lock:
+            self.requests += 1
+        if b.delay_s:
+            await asyncio.sleep(b.delay_s)
+        body = await request.json()
+        with self._lock:
+            if b.fail_next > 0:
+                b.fail_next -= 1
+                return self._answer(503, {"error": "unavailable"})
+            if b.throttle_next > 0:
+                b.throttle_next -= 1
+                return self._answer(
+                    429, {"error": "slow down"}, {"Retry-After": str(b.retry_after_s)}
+                )
+            if str(body.get("to", "")).startswith(b.invalid_prefix):
+                return self._answer(400, {"error": "invalid number"})
+            self.accepted.append(body | {"at": time.time()})
+            return self._answer(201, {"id": f"sms-{len(self.accepted)}"})
+
+    def _answer(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> web.Response:
+        self.answers[status] += 1
+        return web.json_response(payload, status=status, headers=headers)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        app = web.Application()
+        app.router.add_post("/messages", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._runner = runner
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def start(self) -> SmsGatewayFake:
+        self._thread = threading.Thread(target=self._serve, name="sms-gateway-fake", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("sms gateway fake did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def by_reference(self) -> Counter[str]:
+        with self._lock:
+            return Counter(str(m.get("reference")) for m in self.accepted)
+
+    def __enter__(self) -> SmsGatewayFake:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
