@@ -25,8 +25,18 @@ import yaml
 
 from consumers.clickhouse.sink import DEFAULT_GROUP as SINK_GROUP
 from filas.catalog import Catalog, TopicSpec
-from filas.catalog.ixc_state import CONTRACT_STATUS
-from filas.settings import RadiusSettings
+from filas.catalog.campaigns import CAMPAIGNS, MESSAGE_LANES
+from filas.catalog.ixc_state import CONTRACT_STATUS, DEVICES
+from filas.catalog.network import PING_RESULTS
+from filas.catalog.requests import LANES as REQUEST_LANES
+from filas.lanes.consumer import lane_group_id
+from filas.settings import (
+    CampaignsSettings,
+    DeliverySettings,
+    IngressSettings,
+    PingSettings,
+    RadiusSettings,
+)
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 KEDA_API = "keda.sh/v1alpha1"
@@ -46,9 +56,17 @@ HEADER = (
 
 
 class Scaling(StrEnum):
-    LAG = "lag"  # KEDA ScaledObject on the consumer group's lag
-    CPU = "cpu"  # HorizontalPodAutoscaler on CPU (no consumer group to measure)
-    SINGLE = "single"  # exactly one replica (a single writer by design)
+    LAG = "lag"  # KEDA ScaledObject on the consumer groups' lag
+    CPU = "cpu"  # HorizontalPodAutoscaler on CPU (no lag that measures the work)
+    SINGLE = "single"  # exactly one replica (a single writer, or state that cannot be split)
+
+
+@dataclass(frozen=True, slots=True)
+class LagSource:
+    """One consumer group and the catalog topics it reads; no topics means every topic."""
+
+    group: str
+    topics: tuple[TopicSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,28 +95,71 @@ class Workload:
     command: tuple[str, ...]
     description: str
     scaling: Scaling
-    # Consumer group and the topics it consumes (the lag KEDA measures); catalog specs only.
-    group: str | None = None
-    topics: tuple[TopicSpec, ...] = ()
+    # Consumer groups whose lag KEDA measures (LAG scaling): one trigger each.
+    lag: tuple[LagSource, ...] = ()
     lag_threshold: int = 1_000
     min_replicas: int = 1
-    # CPU scaling only.
+    # CPU scaling: at most max_replicas, and never more than partition_cap's partitions when
+    # the process is a member of a consumer group over that topic.
     max_replicas: int = 1
+    partition_cap: TopicSpec | None = None
     cpu_target_percent: int = 70
     resources: Resources = field(default_factory=Resources)
     secrets: tuple[SecretEnv, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     udp_ports: tuple[tuple[str, int], ...] = ()
+    tcp_ports: tuple[tuple[str, int], ...] = ()
     # A PersistentVolumeClaim mounted here (the IXC poller's watermark file).
     state_dir: str | None = None
+    # Pod sysctls (the pinger's unprivileged ICMP sockets).
+    sysctls: tuple[tuple[str, str], ...] = ()
+    # Why this scaling (shown in the manifests for SINGLE and CPU workloads).
+    scaling_reason: str = ""
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(source.group for source in self.lag)
 
 
 KAFKA_PASSWORD = SecretEnv("FILAS_KAFKA__SASL_PASSWORD", KAFKA_CLUSTER, "password")
 CLICKHOUSE_PASSWORD = SecretEnv("FILAS_CLICKHOUSE__PASSWORD", "filas-clickhouse", "password")
 RADIUS_SECRETS = SecretEnv("FILAS_RADIUS__NAS_SECRETS", "filas-radius", "nas-secrets")
 IXC_TOKEN = SecretEnv("FILAS_IXC__TOKEN", "filas-ixc", "token")
+SMTP_PASSWORD = SecretEnv("FILAS_DELIVERY__EMAIL__PASSWORD", "filas-smtp", "password")
+SMS_TOKEN = SecretEnv("FILAS_DELIVERY__SMS__TOKEN", "filas-sms", "token")
+SMS_PASSWORD = SecretEnv("FILAS_DELIVERY__SMS__PASSWORD", "filas-sms", "password")
+INGRESS_TOKENS = SecretEnv("FILAS_INGRESS__TOKENS", "filas-ingress", "tokens")
+INGRESS_WEBHOOK_SECRETS = SecretEnv(
+    "FILAS_INGRESS__WEBHOOK_SECRETS", "filas-ingress", "webhook-secrets"
+)
+EVERYWHERE = "0.0.0.0"  # noqa: S104 - a pod listens on its own address
 
 _RADIUS = RadiusSettings()
+_PING = PingSettings()
+_CAMPAIGNS = CampaignsSettings()
+_DELIVERY = DeliverySettings()
+_INGRESS = IngressSettings()
+
+
+def _lane_sources(group: str, lanes: Iterable[TopicSpec]) -> tuple[LagSource, ...]:
+    """One consumer group per lane (filas.lanes.LaneConsumer names them <group>.<lane>)."""
+    return tuple(LagSource(lane_group_id(group, spec), (spec,)) for spec in lanes)
+
+
+def _delivery(channel: str, secrets: tuple[SecretEnv, ...]) -> Workload:
+    return Workload(
+        name=f"delivery-{channel}",
+        command=("delivery", "serve", "--channel", channel),
+        description=f"Delivers campaign messages by {channel}, transactional lane first.",
+        scaling=Scaling.LAG,
+        lag=_lane_sources(f"{_DELIVERY.group_id}-{channel}", MESSAGE_LANES),
+        # The channel's rate limit is shared by all replicas (each takes its partitions'
+        # share): more replicas add concurrency toward the provider, never more than its rate.
+        lag_threshold=500,
+        resources=Resources("100m", "256Mi", "1", "512Mi"),
+        secrets=(KAFKA_PASSWORD, *secrets),
+    )
+
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
@@ -106,8 +167,7 @@ WORKLOADS: tuple[Workload, ...] = (
         command=("sink", "run"),
         description="Lands every catalog topic in its ClickHouse table (insert, then commit).",
         scaling=Scaling.LAG,
-        group=SINK_GROUP,
-        topics=(),  # every topic of the catalog: filled in by workload_topics()
+        lag=(LagSource(SINK_GROUP),),  # every topic of the catalog
         # One flush is 10,000 rows; a lag of 50,000 is five batches behind.
         lag_threshold=50_000,
         resources=Resources("250m", "512Mi", "1", "1Gi"),
@@ -118,11 +178,15 @@ WORKLOADS: tuple[Workload, ...] = (
         command=("radius", "serve"),
         description="RADIUS auth/accounting for the NAS, answered from an in-memory replica.",
         scaling=Scaling.CPU,
+        scaling_reason=(
+            "no consumer group to measure: NAS requests arrive over UDP, so the gateway "
+            "scales on CPU (docs/decisions/0092)."
+        ),
         min_replicas=2,
         max_replicas=8,
         resources=Resources("500m", "768Mi", "1", "1536Mi"),
         secrets=(KAFKA_PASSWORD, RADIUS_SECRETS),
-        env=(("FILAS_RADIUS__BIND_HOST", "0.0.0.0"),),  # noqa: S104 - the pod's own address
+        env=(("FILAS_RADIUS__BIND_HOST", EVERYWHERE),),
         udp_ports=(("radius-auth", _RADIUS.auth_port), ("radius-acct", _RADIUS.acct_port)),
     ),
     Workload(
@@ -130,8 +194,7 @@ WORKLOADS: tuple[Workload, ...] = (
         command=("radius", "coa"),
         description="CoA/Disconnect-Requests to the NAS for contract status changes.",
         scaling=Scaling.LAG,
-        group=_RADIUS.coa_group_id,
-        topics=(CONTRACT_STATUS,),
+        lag=(LagSource(_RADIUS.coa_group_id, (CONTRACT_STATUS,)),),
         # A status change should reach the NAS within seconds: scale out early.
         lag_threshold=100,
         resources=Resources("200m", "512Mi", "1", "1Gi"),
@@ -141,28 +204,124 @@ WORKLOADS: tuple[Workload, ...] = (
         name="ixc-poller",
         command=("ixc", "poll"),
         description="Polls IXC Provedor's webservice into the ixc.* topics (keyset watermarks).",
-        # One poller: IXC is a shared production ERP (rate-limited on purpose) and the watermark
-        # file has a single writer (docs/decisions/0021).
         scaling=Scaling.SINGLE,
+        scaling_reason=(
+            "one poller: IXC is the ISP's production ERP (rate-limited on purpose) and the "
+            "watermark file has a single writer (docs/decisions/0094)."
+        ),
         secrets=(KAFKA_PASSWORD, IXC_TOKEN),
         env=(("FILAS_IXC__WATERMARK_PATH", "/var/lib/filas/ixc-watermarks.json"),),
         state_dir="/var/lib/filas",
     ),
+    Workload(
+        name="pinger",
+        command=("ping", "serve"),
+        description="Pings the devices of its ixc.devices partitions; one result per round.",
+        scaling=Scaling.CPU,
+        scaling_reason=(
+            "the inventory topic never lags (it is state), the probing is CPU: scale on CPU, "
+            "capped at ixc.devices' partitions (each pinger owns whole partitions)."
+        ),
+        min_replicas=2,
+        max_replicas=12,
+        partition_cap=DEVICES,
+        resources=Resources("250m", "256Mi", "1", "512Mi"),
+        secrets=(KAFKA_PASSWORD,),
+        # Unprivileged ICMP (datagram sockets) for the non-root user: no CAP_NET_RAW needed.
+        sysctls=(("net.ipv4.ping_group_range", "0 2147483647"),),
+    ),
+    Workload(
+        name="alerts",
+        command=("alerts", "serve"),
+        description="Ping results to alerts with topology-aware suppression and responses.",
+        scaling=Scaling.SINGLE,
+        scaling_reason=(
+            "topology-aware suppression folds a parent's children into one alert, and "
+            "ping results are partitioned by device: one process must see them all."
+        ),
+        lag=(LagSource(_PING.alerts_group_id, (PING_RESULTS,)),),
+        resources=Resources("250m", "512Mi", "1", "1Gi"),
+        secrets=(KAFKA_PASSWORD,),
+    ),
+    Workload(
+        name="campaign-fanout",
+        command=("campaigns", "fanout"),
+        description="Expands campaigns into one message per recipient and channel.",
+        scaling=Scaling.CPU,
+        scaling_reason=(
+            "campaign.definitions barely lags (a few campaigns), the expansion is CPU: scale "
+            "on CPU, capped at its partitions (a campaign belongs to one instance)."
+        ),
+        max_replicas=3,
+        partition_cap=CAMPAIGNS,
+        resources=Resources("250m", "512Mi", "1", "1Gi"),
+        secrets=(KAFKA_PASSWORD,),
+    ),
+    _delivery("email", (SMTP_PASSWORD,)),
+    _delivery("sms", (SMS_TOKEN, SMS_PASSWORD)),
+    Workload(
+        name="ingress",
+        command=("ingress", "serve"),
+        description="HTTP API: service requests and signed payment webhooks into the queue.",
+        scaling=Scaling.CPU,
+        scaling_reason="an HTTP front door: requests/s shows as CPU; no group to measure.",
+        min_replicas=2,
+        max_replicas=6,
+        resources=Resources("200m", "256Mi", "1", "512Mi"),
+        secrets=(KAFKA_PASSWORD, INGRESS_TOKENS, INGRESS_WEBHOOK_SECRETS),
+        env=(("FILAS_INGRESS__HOST", EVERYWHERE),),
+        tcp_ports=(("http", _INGRESS.port),),
+    ),
+    Workload(
+        name="ixc-requests",
+        command=("requests", "work"),
+        description="Carries queued service requests to IXC (high lane first), with a ledger.",
+        scaling=Scaling.LAG,
+        # Each worker calls IXC at most FILAS_INGRESS__IXC_RATE_PER_S: the partition cap also
+        # caps the load Filas puts on the ISP's ERP.
+        lag=_lane_sources(_INGRESS.worker_group_id, REQUEST_LANES),
+        lag_threshold=200,
+        resources=Resources("100m", "256Mi", "1", "512Mi"),
+        secrets=(KAFKA_PASSWORD, IXC_TOKEN),
+    ),
+    Workload(
+        name="monitor",
+        command=("monitor", "serve"),
+        description="Lag history, bottleneck findings and the status page.",
+        scaling=Scaling.SINGLE,
+        scaling_reason="one sampler: two would publish every lag sample twice.",
+        resources=Resources("100m", "256Mi", "1", "512Mi"),
+        secrets=(KAFKA_PASSWORD, CLICKHOUSE_PASSWORD),
+        env=(("FILAS_MONITORING__WEB_HOST", EVERYWHERE), ("FILAS_MONITORING__WEB_PORT", "8080")),
+        tcp_ports=(("status-page", 8080),),
+    ),
 )
 
 
-def workload_topics(workload: Workload, catalog: Catalog) -> list[TopicSpec]:
-    """The topics a workload's group consumes, as the catalog has them (sink: all of them)."""
-    if workload.scaling is not Scaling.LAG:
-        return []
-    if not workload.topics:
+def source_topics(source: LagSource, catalog: Catalog) -> list[TopicSpec]:
+    """The topics a group consumes, as the catalog has them (no topics listed: all of them)."""
+    if not source.topics:
         return list(catalog)
-    return [catalog.resolve(t) for t in workload.topics]
+    return [catalog.resolve(t) for t in source.topics]
+
+
+def workload_topics(workload: Workload, catalog: Catalog) -> list[TopicSpec]:
+    """Every topic the workload's groups consume."""
+    seen: dict[str, TopicSpec] = {}
+    for source in workload.lag:
+        seen |= {t.name: t for t in source_topics(source, catalog)}
+    return list(seen.values())
 
 
 def max_lag_replicas(workload: Workload, catalog: Catalog) -> int:
     """KEDA's cap: a group never has more useful members than its largest topic's partitions."""
     return max(t.partitions for t in workload_topics(workload, catalog))
+
+
+def max_cpu_replicas(workload: Workload, catalog: Catalog) -> int:
+    if workload.partition_cap is None:
+        return workload.max_replicas
+    return min(workload.max_replicas, catalog.resolve(workload.partition_cap).partitions)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -223,6 +382,7 @@ def _container(workload: Workload) -> dict[str, Any]:
         {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}
     ]
     ports += [{"name": n, "containerPort": p, "protocol": "UDP"} for n, p in workload.udp_ports]
+    ports += [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in workload.tcp_ports]
     container: dict[str, Any] = {
         "name": workload.name,
         "image": IMAGE,
@@ -257,6 +417,19 @@ def _container(workload: Workload) -> dict[str, Any]:
     return container
 
 
+def _pod_security(workload: Workload) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if workload.sysctls:
+        context["sysctls"] = [{"name": k, "value": v} for k, v in workload.sysctls]
+    return context
+
+
 def deployment(workload: Workload) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if workload.state_dir is not None:
@@ -278,13 +451,7 @@ def deployment(workload: Workload) -> dict[str, Any]:
             "spec": {
                 "serviceAccountName": "filas",
                 "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 10001,
-                    "runAsGroup": 10001,
-                    "fsGroup": 10001,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": _pod_security(workload),
                 # SIGTERM: consumers commit and leave the group, the gateway drains its buffer.
                 "terminationGracePeriodSeconds": 60,
                 "containers": [_container(workload)],
@@ -300,13 +467,16 @@ def deployment(workload: Workload) -> dict[str, Any]:
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         }
+    annotations = {"filas/description": workload.description}
+    if workload.scaling is Scaling.SINGLE:
+        annotations["filas/scaling-reason"] = workload.scaling_reason
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": workload.name,
             "labels": _labels(workload),
-            "annotations": {"filas/description": workload.description},
+            "annotations": annotations,
         },
         "spec": spec,
     }
@@ -326,21 +496,26 @@ def pod_disruption_budget(workload: Workload) -> dict[str, Any]:
 
 
 def scaled_object(workload: Workload, catalog: Catalog) -> dict[str, Any]:
-    """KEDA ScaledObject on the group's lag, max replicas = partitions (docs/decisions/0091)."""
-    assert workload.group is not None, workload.name
-    topics = workload_topics(workload, catalog)
+    """KEDA ScaledObject on the groups' lag, max replicas = partitions (docs/decisions/0091)."""
+    assert workload.lag, workload.name
     cap = max_lag_replicas(workload, catalog)
-    widest = max(topics, key=lambda t: t.partitions)
-    trigger_meta: dict[str, str] = {
-        "bootstrapServers": KAFKA_BOOTSTRAP,
-        "consumerGroup": workload.group,
-        "lagThreshold": str(workload.lag_threshold),
-        # Past the partition count extra members sit idle: never scale into them.
-        "allowIdleConsumers": "false",
-        "offsetResetPolicy": "earliest",
-    }
-    if len(topics) == 1:
-        trigger_meta["topic"] = topics[0].name
+    widest = max(workload_topics(workload, catalog), key=lambda t: t.partitions)
+    triggers = []
+    for source in workload.lag:
+        topics = source_topics(source, catalog)
+        meta: dict[str, str] = {
+            "bootstrapServers": KAFKA_BOOTSTRAP,
+            "consumerGroup": source.group,
+            "lagThreshold": str(workload.lag_threshold),
+            # Past the partition count extra members sit idle: never scale into them.
+            "allowIdleConsumers": "false",
+            "offsetResetPolicy": "earliest",
+        }
+        if len(topics) == 1:
+            meta["topic"] = topics[0].name
+        triggers.append(
+            {"type": "kafka", "metadata": meta, "authenticationRef": {"name": "filas-kafka"}}
+        )
     return {
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
@@ -370,18 +545,13 @@ def scaled_object(workload: Workload, catalog: Catalog) -> dict[str, Any]:
                     }
                 }
             },
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "metadata": trigger_meta,
-                    "authenticationRef": {"name": "filas-kafka"},
-                }
-            ],
+            # KEDA scales to the largest replica count any trigger asks for.
+            "triggers": triggers,
         },
     }
 
 
-def cpu_autoscaler(workload: Workload) -> dict[str, Any]:
+def cpu_autoscaler(workload: Workload, catalog: Catalog) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -420,6 +590,21 @@ def cpu_autoscaler(workload: Workload) -> dict[str, Any]:
     }
 
 
+def tcp_service(workload: Workload) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": workload.name, "labels": _labels(workload)},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": workload.name},
+            "ports": [
+                {"name": n, "port": p, "targetPort": n, "protocol": "TCP"}
+                for n, p in workload.tcp_ports
+            ],
+        },
+    }
+
+
 def udp_service(workload: Workload) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -454,9 +639,11 @@ def workload_manifests(workload: Workload, catalog: Catalog) -> list[dict[str, A
     if workload.scaling is Scaling.LAG:
         docs.append(scaled_object(workload, catalog))
     elif workload.scaling is Scaling.CPU:
-        docs.append(cpu_autoscaler(workload))
+        docs.append(cpu_autoscaler(workload, catalog))
     if workload.udp_ports:
         docs.append(udp_service(workload))
+    if workload.tcp_ports:
+        docs.append(tcp_service(workload))
     if workload.state_dir is not None:
         docs.append(state_claim(workload))
     return docs

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -66,12 +65,40 @@ def test_lag_scaling_is_capped_at_the_partition_count() -> None:
         spec = scaled[workload.name]["spec"]
         topics = k8s_render.workload_topics(workload, catalog)
         assert spec["maxReplicaCount"] == max(t.partitions for t in topics)
-        (trigger,) = spec["triggers"]
-        assert trigger["metadata"]["consumerGroup"] == workload.group
-        if len(topics) == 1:
-            assert trigger["metadata"]["topic"] == topics[0].name
+        triggers = spec["triggers"]
+        assert [t["metadata"]["consumerGroup"] for t in triggers] == list(workload.groups)
+        for trigger, source in zip(triggers, workload.lag, strict=True):
+            source_topics = k8s_render.source_topics(source, catalog)
+            if len(source_topics) == 1:
+                assert trigger["metadata"]["topic"] == source_topics[0].name
+            else:
+                assert "topic" not in trigger["metadata"]
         reason = scaled[workload.name]["metadata"]["annotations"]["filas/max-replicas-reason"]
         assert f"has {spec['maxReplicaCount']} partitions" in reason
+
+
+def test_cpu_scaled_group_members_are_capped_at_their_partitions() -> None:
+    catalog = Catalog.build()
+    docs = _docs(k8s_render.render_workloads(catalog))
+    hpas = {d["metadata"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    cpu = [w for w in WORKLOADS if w.scaling is Scaling.CPU]
+    assert set(hpas) == {w.name for w in cpu}
+    for workload in cpu:
+        spec = hpas[workload.name]["spec"]
+        assert spec["minReplicas"] <= spec["maxReplicas"]
+        assert workload.scaling_reason
+        if workload.partition_cap is not None:
+            assert spec["maxReplicas"] <= catalog.resolve(workload.partition_cap).partitions
+
+
+def test_lane_groups_match_the_lane_consumers() -> None:
+    """Delivery and request workers read one group per lane: KEDA must watch each of them."""
+    by_name = {w.name: w for w in WORKLOADS}
+    assert by_name["delivery-email"].groups == (
+        "filas-delivery-email.transactional",
+        "filas-delivery-email.bulk",
+    )
+    assert by_name["ixc-requests"].groups == ("filas-ixc-requests.high", "filas-ixc-requests.bulk")
 
 
 def test_the_cap_follows_the_catalog() -> None:
@@ -79,6 +106,7 @@ def test_the_cap_follows_the_catalog() -> None:
     catalog = Catalog.build()
     coa = next(w for w in WORKLOADS if w.name == "radius-coa")
     (topic,) = k8s_render.workload_topics(coa, catalog)
+    assert k8s_render.scaled_object(coa, catalog)["spec"]["maxReplicaCount"] == topic.partitions
     from dataclasses import replace
     from types import MappingProxyType
 
@@ -89,23 +117,23 @@ def test_the_cap_follows_the_catalog() -> None:
 
 
 def test_every_workload_runs_a_real_filas_command() -> None:
+    from tests.unit.test_deploy_container import _resolve
+
     for workload in WORKLOADS:
-        command: click.Command = cli
-        for word in workload.command:
-            assert isinstance(command, click.Group), (workload.name, word)
-            sub = command.commands.get(word)
-            assert sub is not None, f"{workload.name}: no 'filas {' '.join(workload.command)}'"
-            command = sub
-        assert not isinstance(command, click.Group), workload.name
+        command = _resolve(list(workload.command))
+        options = {o for p in command.params for o in getattr(p, "opts", ())}
+        given = [w for w in workload.command if w.startswith("--")]
+        assert set(given) <= options, (workload.name, given)
 
 
 def test_workload_names_and_groups_are_unique() -> None:
     names = [w.name for w in WORKLOADS]
-    groups = [w.group for w in WORKLOADS if w.group is not None]
+    groups = [g for w in WORKLOADS for g in w.groups]
     assert len(names) == len(set(names))
     assert len(groups) == len(set(groups))
     for w in WORKLOADS:
-        assert (w.scaling is Scaling.LAG) == (w.group is not None), w.name
+        assert w.scaling is not Scaling.LAG or w.lag, w.name
+        assert w.scaling is Scaling.LAG or w.scaling_reason, w.name
 
 
 def test_cli_prints_the_topics_and_writes_the_base(tmp_path: Path) -> None:
