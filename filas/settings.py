@@ -235,7 +235,7 @@ class IngressSettings(BaseModel):
     # A webhook whose timestamp is further than this from now is refused, and a signature seen
     # within it is refused as a replay.
     replay_window_s: float = Field(default=300.0, gt=0)
-    # Per client and per ingress instance: token bucket (requests/s and burst).
+    # Per client and per ingress instance: token bucket (requests/s; burst, capped at 1 s of rate).
     rate_per_s: float = Field(default=50.0, gt=0)
     rate_burst: int = Field(default=100, ge=1)
     client_rates: dict[str, float] = {}

@@ -111,7 +111,8 @@ class _Bucket:
 
 
 class RateLimiter:
-    """One token bucket per client (``rate`` per second, ``burst`` deep)."""
+    """One token bucket per client (``rate`` per second, ``burst`` deep but never more than
+    one second of ``rate``)."""
 
     def __init__(
         self,
@@ -132,7 +133,8 @@ class RateLimiter:
     def take(self, client: str) -> float:
         """0 when allowed; otherwise the seconds until a token is available (Retry-After)."""
         rate = self.rate_of(client)
-        burst = max(self._burst, 1)
+        # The bucket never holds more than one second of the client's rate.
+        burst = max(1, min(self._burst, math.ceil(rate)))
         now = self._clock()
         bucket = self._buckets.get(client)
         if bucket is None:
@@ -146,7 +148,11 @@ class RateLimiter:
 
     def tokens(self, client: str) -> float:
         bucket = self._buckets.get(client)
-        return float(self._burst) if bucket is None else bucket.tokens
+        return (
+            float(min(self._burst, math.ceil(self.rate_of(client))))
+            if bucket is None
+            else (bucket.tokens)
+        )
 
 
 def retry_after_header(wait_s: float) -> str:

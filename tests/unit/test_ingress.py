@@ -254,7 +254,7 @@ async def test_enqueue_failure_is_503_and_the_key_can_be_retried(
 
 async def test_rate_limit_answers_429_with_retry_after() -> None:
     publisher = FakePublisher()
-    ingress = Ingress(settings(rate_per_s=1.0, rate_burst=2), publisher, StatusView())
+    ingress = Ingress(settings(rate_per_s=2.0, rate_burst=5), publisher, StatusView())
     runner = web.AppRunner(ingress.app())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
