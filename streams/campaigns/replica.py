@@ -35,6 +35,21 @@ COMPONENT = "campaign-fanout"
 Apply = Callable[[str, Mapping[str, Any] | None], None]
 
 
+def watermarks(consumer: Any, tp: TopicPartition, timeout_s: float = 15.0) -> tuple[int, int]:
+    """(low, high) of one partition, retrying while a new topic's leader is being elected."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline or not exc.args[0].retriable():
+                raise BrokerUnavailableError(
+                    f"no watermarks for {tp.topic}[{tp.partition}]: {exc}"
+                ) from exc
+            time.sleep(0.2)
+
+
 class StateFeeder:
     """Reads the state topics into ``state`` on a daemon thread; ``on_change`` after holds move."""
 
@@ -97,7 +112,7 @@ class StateFeeder:
                 )
             for p in sorted(topic.partitions):
                 partitions.append(TopicPartition(spec.name, p, OFFSET_BEGINNING))
-                low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
+                low, high = watermarks(consumer, TopicPartition(spec.name, p))
                 if high > low:
                     self._pending[(spec.name, p)] = high
         consumer.assign(partitions)

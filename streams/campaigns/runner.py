@@ -56,7 +56,7 @@ from streams.campaigns.plan import (
     compile_template,
     to_ms,
 )
-from streams.campaigns.replica import COMPONENT, StateFeeder
+from streams.campaigns.replica import COMPONENT, StateFeeder, watermarks
 from streams.campaigns.state import SubscriberState
 
 logger = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ def read_topic(
         pending: dict[int, int] = {}
         assignment = []
         for tp in starts:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(spec.name, tp.partition), timeout=10
-            )
+            low, high = watermarks(consumer, TopicPartition(spec.name, tp.partition))
             start = tp.offset if tp.offset >= 0 else (high if since_ms is not None else low)
             if start < high:
                 pending[tp.partition] = high
@@ -295,7 +293,7 @@ class FanoutService:
             engine.restore_progress(record)
         self._catchup = {}
         for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = watermarks(consumer, tp)
             if high > low:
                 self._catchup[tp.partition] = high
             tp.offset = OFFSET_BEGINNING
@@ -377,11 +375,11 @@ class FanoutService:
         if not msgs:
             return False
         serde = self._serdes(self._responses)
-        last: Any = None
+        done: dict[int, int] = {}
         for msg in msgs:
             if msg.error():
                 continue
-            last = msg
+            done[msg.partition()] = msg.offset() + 1
             EVENTS_IN.labels(component=COMPONENT, topic=self._responses.name).inc()
             if msg.value() is None:
                 continue
@@ -394,9 +392,12 @@ class FanoutService:
             if str(response["kind"]) != SUBSCRIBER_NOTICE:
                 continue
             self._notice(response)
-        if last is not None:
+        if done:
             # After the acks: a crash before this re-sends notices with the same message ids.
-            self._notices.commit(asynchronous=False)
+            name = self._responses.name
+            self._notices.commit(
+                offsets=[TopicPartition(name, p, o) for p, o in done.items()], asynchronous=False
+            )
         return True
 
     def _notice(self, response: Mapping[str, Any]) -> None:

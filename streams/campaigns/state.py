@@ -106,7 +106,7 @@ class SubscriberState:
     logins: dict[str, LoginEntry] = field(default_factory=dict)
     # login key (Kafka key of ixc.subscribers) -> login_id, to apply tombstones.
     _login_ids: dict[str, str] = field(default_factory=dict)
-    # Active outages: alert id -> customer ids held (PAUSE_MARKETING until RESUME_MARKETING).
+    # Active outages: alert id -> login ids held (PAUSE_MARKETING until RESUME_MARKETING).
     outages: dict[str, frozenset[str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -152,9 +152,9 @@ class SubscriberState:
                 self._login_ids[login] = entry.login_id
 
     def hold_outage(self, alert_id: str, login_ids: list[str]) -> None:
+        """Hold the logins' customers; resolved at query time (the logins topic may lag)."""
         with self.lock:
-            customers = {self.logins[i].customer_id for i in login_ids if i in self.logins}
-            self.outages[alert_id] = frozenset(customers)
+            self.outages[alert_id] = frozenset(login_ids)
 
     def release_outage(self, alert_id: str) -> None:
         with self.lock:
@@ -163,6 +163,6 @@ class SubscriberState:
     def customers_in_outage(self) -> frozenset[str]:
         with self.lock:
             held: set[str] = set()
-            for customers in self.outages.values():
-                held |= customers
+            for login_ids in self.outages.values():
+                held.update(self.logins[i].customer_id for i in login_ids if i in self.logins)
             return frozenset(held)
