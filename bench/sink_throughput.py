@@ -46,7 +46,9 @@ def clickhouse_of(settings: Settings, database: str) -> ClickHouseSettings:
         base = ClickHouseSettings(
             port=settings.local.clickhouse_tcp_port, http_port=settings.local.clickhouse_http_port
         )
-    return base.model_copy(update={"database": database})
+    # A throwaway database: the sink runs as the administrator (a sink user is confined to the
+    # Filas database, docs/clickhouse.md#access).
+    return base.model_copy(update={"database": database, "sink_user": None})
 
 
 def client_argv(clickhouse: ClickHouseSettings) -> list[str]:
