@@ -12,8 +12,8 @@ One thread, a plain confluent-kafka loop
 4. Each loop turn: apply new commands, one engine ``step`` (plan, or publish one batch and wait
    for the broker's acks, then a progress event), one batch of outage notices.
 
-Messages go to the lane topic of their lane (``campaign.messages.<lane>``) when the catalog
-declares lanes, else to ``campaign.messages`` with the ``lane`` field set.
+Messages go to the topic of their lane (``campaign.messages.transactional`` / ``.bulk``) through
+``filas.lanes.LaneRouter``: delivery drains transactional first (docs/queues-lanes.md).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
-from filas.catalog import campaigns as campaign_topics
-from filas.catalog.campaigns import CAMPAIGNS, PROGRESS
+from filas.catalog.campaigns import CAMPAIGNS, MESSAGE_LANES, PROGRESS
 from filas.catalog.network import RESPONSES
 from filas.errors import BrokerUnavailableError, ConfigurationError, FilasError
+from filas.lanes import LaneRouter
 from filas.metrics import (
     BATCH_SIZE,
     DEAD_LETTERS,
@@ -62,13 +62,15 @@ from streams.campaigns.state import SubscriberState
 logger = logging.getLogger(__name__)
 
 
+def message_router(catalog: Catalog) -> LaneRouter:
+    """Routes a CampaignMessage to ``campaign.messages.<lane>`` by its ``lane`` field."""
+    return LaneRouter(catalog, MESSAGE_LANES)
+
+
 def message_topics(catalog: Catalog) -> dict[str, TopicSpec]:
-    """Lane name -> topic its messages go to (the lane topics once the catalog declares them)."""
-    family = getattr(campaign_topics, "MESSAGE_LANES", None)
-    if family:
-        return {str(spec.lane): catalog.resolve(spec) for spec in family}
-    single = catalog.resolve(campaign_topics.MESSAGES)
-    return {"transactional": single, "bulk": single}
+    """Lane name -> the (prefixed) lane topic its messages go to."""
+    router = message_router(catalog)
+    return {lane: router.spec_for(lane) for lane in router.lanes}
 
 
 def read_topic(
@@ -203,7 +205,7 @@ class FanoutService:
         self.producer = producer or build_producer(
             settings, catalog=self.catalog, serdes=self._serdes
         )
-        self.lanes = message_topics(self.catalog)
+        self.router = message_router(self.catalog)
         self._definitions = self.catalog.resolve(CAMPAIGNS)
         self._progress_spec = self.catalog.resolve(PROGRESS)
         self._responses = self.catalog.resolve(RESPONSES)
@@ -226,7 +228,7 @@ class FanoutService:
 
     def publish(self, campaign: CampaignSpec, messages: Sequence[PlannedMessage]) -> None:
         """Produce ``messages`` to their lane topic and wait for every ack (raises otherwise)."""
-        topic = self.lanes.get(campaign.lane) or self.lanes["bulk"]
+        topic = self.router.spec_for(campaign.lane)
         now = self.clock()
         with timed(PROCESSING_SECONDS, component=COMPONENT, stage="publish"):
             for m in messages:
@@ -239,7 +241,7 @@ class FanoutService:
         self.producer.emit_sync(self._progress_spec, record)
         EVENTS_OUT.labels(component=COMPONENT, topic=self._progress_spec.name).inc()
 
-    def _new_engine(self) -> FanoutEngine:
+    def build_engine(self) -> FanoutEngine:
         return FanoutEngine(
             self.state,
             self.history,
@@ -286,7 +288,7 @@ class FanoutService:
         self._notices.subscribe([self._responses.name])
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        engine = self._new_engine()
+        engine = self.build_engine()
         for record in load_progress(
             self.settings, self.catalog, self._serdes, self.config.ready_timeout_s
         ).values():
