@@ -167,6 +167,9 @@ class RadiusSettings(BaseModel):
     # UDP receive/send buffers of the gateway's sockets; the kernel caps them at
     # net.core.rmem_max / wmem_max (raise those on a production gateway).
     socket_buffer_bytes: int = 4 * 1024 * 1024
+    # SO_REUSEPORT on both ports: several gateway processes share them and the kernel spreads
+    # NAS flows over them (set for the workers of 'filas radius serve --workers N').
+    reuse_port: bool = False
     # RFC 5080 duplicate detection: a retransmission inside this window gets the cached reply.
     duplicate_window_s: float = 5.0
     # Late payers (contract status BLOCKED): "block_pool" accepts into block_pool at
@@ -250,6 +253,8 @@ class IngressSettings(BaseModel):
     backoff_initial_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=10.0, ge=0)
     worker_group_id: str = "filas-ixc-requests"
+    # A dead worker's partitions move to the others after this (Kafka session timeout).
+    worker_session_timeout_s: float = Field(default=10.0, ge=6.0)
     view_ready_timeout_s: float = 60.0
 
 

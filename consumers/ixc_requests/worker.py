@@ -111,6 +111,8 @@ class RequestWorker:
                 "enable.auto.offset.store": False,
                 # Requests queued before the first worker ever started must still run.
                 "auto.offset.reset": "earliest",
+                "session.timeout.ms": int(ingress.worker_session_timeout_s * 1000),
+                "heartbeat.interval.ms": 1000,
             }
             consumer = Consumer(conf)
             consumer.subscribe(

@@ -20,10 +20,10 @@ import httpx
 from filas.settings import Settings
 from producers.ixc.simulator import IxcSimulator, SimulatedIsp
 
-SIM_TOKEN = "sim-requests-token"  # noqa: S105 - simulator token
-API_TOKEN = "api-token-noc"  # noqa: S105 - test token
-LIMITED_TOKEN = "api-token-limited"  # noqa: S105 - test token
-GATEWAY_SECRET = "pix-gateway-secret"  # noqa: S105 - test secret
+SIM_TOKEN = "sim-requests-token"
+API_TOKEN = "api-token-noc"
+LIMITED_TOKEN = "api-token-limited"
+GATEWAY_SECRET = "pix-gateway-secret"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -75,6 +75,7 @@ def service_env(settings: Settings, prefix: str, sim_url: str, **extra: str) -> 
         "FILAS_INGRESS__BACKOFF_MAX_S": "1.0",
         "FILAS_INGRESS__MAX_ATTEMPTS": "3",
         "FILAS_INGRESS__IXC_RATE_PER_S": "200",
+        "FILAS_INGRESS__WORKER_SESSION_TIMEOUT_S": "6",
     }
     if kafka.sasl_username is not None:
         env["FILAS_KAFKA__SASL_USERNAME"] = kafka.sasl_username
@@ -92,7 +93,7 @@ class Service:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "filas.cli.main", *args],
             env=env,
             cwd=REPO,

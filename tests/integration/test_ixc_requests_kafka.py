@@ -154,9 +154,7 @@ def test_concurrent_duplicates_on_two_instances_make_one_request_and_one_effect(
     body = {"type": "trust_unblock", "params": {"contract_id": "1"}}
     clients = [env.api(), env.api(url=second_url)]
     with ThreadPoolExecutor(16) as pool:
-        answers = list(
-            pool.map(lambda i: submit(clients[i % 2], body, key="unblock-1"), range(16))
-        )
+        answers = list(pool.map(lambda i: submit(clients[i % 2], body, key="unblock-1"), range(16)))
     assert {a.status_code for a in answers} == {202}
     ids = {a.json()["request_id"] for a in answers}
     assert len(ids) == 1
@@ -300,3 +298,39 @@ def test_worker_killed_mid_request_gives_exactly_one_effect(env: Env) -> None:
         p for p in sim.sim.isp.records("fn_areceber_pagamentos") if p["id_contrato"] == "12"
     ]
     assert len(payments) == 1
+
+
+def test_openapi_fuzzing_finds_no_server_error(env: Env) -> None:
+    """schemathesis generates requests from the served spec (valid and edge-case bodies, odd
+    path ids); every answer must be a documented non-5xx with a body matching the spec."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import (
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{env.ingress_url}/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    statuses: list[int] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case: Any) -> None:
+            response = case.call(base_url=env.ingress_url, headers=headers, timeout=10)
+            statuses.append(response.status_code)
+            case.validate_response(response, checks=checks)
+
+        fuzz()
+    assert len(statuses) >= 30
+    assert 202 in statuses, "the fuzzer never got a valid submission through"
