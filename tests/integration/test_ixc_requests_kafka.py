@@ -310,12 +310,14 @@ def test_openapi_fuzzing_finds_no_server_error(env: Env) -> None:
         response_schema_conformance,
         status_code_conformance,
     )
+    from schemathesis.core.result import Ok
 
     schema = schemathesis.openapi.from_url(f"{env.ingress_url}/openapi.json")
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     statuses: list[int] = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
 
         @given(case=operation.as_strategy())
