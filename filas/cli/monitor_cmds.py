@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from prometheus_client import REGISTRY
@@ -109,6 +110,21 @@ def _history(settings: Settings) -> Callable[[], list[HistoryPoint]]:
             clickhouse.close()
 
     return read
+
+
+@monitor.command("grafana")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("deploy/grafana"),
+    show_default=True,
+)
+def grafana(out: Path) -> None:
+    """Write the Grafana dashboards (ClickHouse data source) as JSON files."""
+    from filas.monitoring.grafana import write_all
+
+    for path in write_all(out):
+        click.echo(f"wrote {path}")
 
 
 COMMANDS: list[click.Command] = [monitor]
