@@ -1,9 +1,12 @@
 """Access-Request throughput and latency: the Filas RADIUS gateway vs FreeRADIUS 3.2.
 
-Both servers run on this machine in the same run with the same subscribers (FreeRADIUS: the
-``files`` module with one entry per login and the same reply attributes; the gateway: its
-replica read from ``ixc.subscribers``, events published to Kafka as in production) and answer
-PAP Access-Requests carrying Message-Authenticator (both require it).
+The servers run on this machine in the same run with the same subscribers and answer PAP
+Access-Requests carrying Message-Authenticator (all require it): FreeRADIUS with the ``files``
+module (one entry per login, the same reply attributes), FreeRADIUS with ``rlm_sql`` on SQLite
+(Debian's ``rlm_sql_sqlite``: radcheck/radreply rows per login, FreeRADIUS's own schema and
+queries, group lookups on, as an ISP's SQL-backed FreeRADIUS runs; ``--no-sql`` skips it), and
+the gateway (its replica read from ``ixc.subscribers``, events published to Kafka as in
+production).
 
 - Throughput: FreeRADIUS's own ``radclient -p P -f FILE`` (C processes at once, each with
   its share of N requests for distinct logins) loads each server in turn; requests/s = accepted /
@@ -18,11 +21,13 @@ Run: ``make bench-radius-auth`` (or ``python -m bench.radius_auth --logins 20000
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import selectors
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -46,6 +51,15 @@ from producers.envelope import envelope
 from producers.radius.pyrad_adapter import ACCESS_REQUEST, RadiusCodec
 
 PEER = "freeradius-3.2-files"
+SQL_PEER = "freeradius-3.2-sql"
+SQL_SCHEMA = Path("/etc/freeradius/3.0/mods-config/sql/main/sqlite/schema.sql")
+SQL_QUERIES = Path("/etc/freeradius/3.0/mods-config/sql/main/sqlite/queries.conf")
+REPLY = (
+    ("Framed-Pool", "pool-clientes"),
+    ("Session-Timeout", "86400"),
+    ("Acct-Interim-Interval", "300"),
+    ("Mikrotik-Rate-Limit", "50M/100M"),
+)
 SECRET = "bench-secret"  # noqa: S105 - a throwaway NAS secret for local servers
 SECRET_REF = "ixc/nas/bench/radius-secret"  # noqa: S105 - a key, not a secret
 SOCKETS = 16
@@ -94,7 +108,7 @@ def seed(settings: Settings, catalog: Catalog, logins: int) -> None:
 
 
 @contextmanager
-def gateway(settings: Settings, prefix: str) -> Iterator[int]:
+def gateway(settings: Settings, prefix: str, workers: int = 1) -> Iterator[int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")}
     env |= {
@@ -109,7 +123,10 @@ def gateway(settings: Settings, prefix: str) -> Iterator[int]:
         "FILAS_RADIUS__REPLICA_READY_TIMEOUT_S": "120",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "filas.cli.main", "radius", "serve", "--stats-every", "3600"],
+        [
+            *(sys.executable, "-m", "filas.cli.main", "radius", "serve"),
+            *("--stats-every", "3600", "--workers", str(workers)),
+        ],
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -190,7 +207,7 @@ modules {{
     }}
     chap {{
     }}
-}}
+{sql_module}}}
 server default {{
     listen {{
         type = auth
@@ -198,7 +215,7 @@ server default {{
         port = {port}
     }}
     authorize {{
-        files
+        {store}
         chap
         pap
     }}
@@ -216,26 +233,92 @@ server default {{
 """
 
 
+SQL_MODULE = """\
+    expr {{
+    }}
+    sql {{
+        dialect = "sqlite"
+        driver = "rlm_sql_sqlite"
+        sqlite {{
+            filename = "{dir}/radius.db"
+            busy_timeout = 200
+        }}
+        radius_db = "radius"
+        acct_table1 = "radacct"
+        acct_table2 = "radacct"
+        postauth_table = "radpostauth"
+        authcheck_table = "radcheck"
+        groupcheck_table = "radgroupcheck"
+        authreply_table = "radreply"
+        groupreply_table = "radgroupreply"
+        usergroup_table = "radusergroup"
+        client_table = "nas"
+        delete_stale_sessions = yes
+        read_groups = yes
+        group_attribute = "SQL-Group"
+        pool {{
+            start = 8
+            min = 4
+            max = 32
+            spare = 16
+            uses = 0
+            lifetime = 0
+            idle_timeout = 60
+        }}
+        $INCLUDE {queries}
+    }}
+"""
+
+
+def sql_database(path: Path, logins: int) -> None:
+    """FreeRADIUS's own SQLite schema; one Cleartext-Password check row and the four reply rows
+    per login (radcheck/radreply, as IXC's SQL-backed FreeRADIUS keeps them)."""
+    with sqlite3.connect(path) as db:
+        db.executescript(SQL_SCHEMA.read_text())
+        db.executemany(
+            "INSERT INTO radcheck (username, attribute, op, value) VALUES (?, ?, ':=', ?)",
+            ((login(i), "Cleartext-Password", password(i)) for i in range(logins)),
+        )
+        db.executemany(
+            "INSERT INTO radreply (username, attribute, op, value) VALUES (?, ?, '=', ?)",
+            ((login(i), name, value) for i in range(logins) for name, value in REPLY),
+        )
+
+
 @contextmanager
-def freeradius(logins: int) -> Iterator[int]:
+def freeradius(logins: int, backend: str = "files") -> Iterator[int]:
     binary = shutil.which("freeradius") or shutil.which("radiusd")
     if binary is None:
         raise SystemExit("freeradius not installed (apt-get install freeradius)")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="filas-bench-freeradius-") as tmp:
         raddb = Path(tmp)
+        sql = backend == "sql"
         (raddb / "radiusd.conf").write_text(
-            FREERADIUS_CONF.format(dir=raddb, secret=SECRET, port=port)
-        )
-        (raddb / "dictionary").write_text("")
-        (raddb / "users").write_text(
-            "".join(
-                f'{login(i)} Cleartext-Password := "{password(i)}"\n'
-                '\tFramed-Pool = "pool-clientes",\n\tSession-Timeout = 86400,\n'
-                '\tAcct-Interim-Interval = 300,\n\tMikrotik-Rate-Limit = "50M/100M"\n\n'
-                for i in range(logins)
+            FREERADIUS_CONF.format(
+                dir=raddb,
+                secret=SECRET,
+                port=port,
+                store="sql" if sql else "files",
+                sql_module=SQL_MODULE.format(dir=raddb, queries=SQL_QUERIES) if sql else "",
             )
         )
+        (raddb / "dictionary").write_text("")
+        if sql:
+            sql_database(raddb / "radius.db", logins)
+            (raddb / "users").write_text("")
+        else:
+            (raddb / "users").write_text(
+                "".join(
+                    f'{login(i)} Cleartext-Password := "{password(i)}"\n'
+                    + ",\n".join(
+                        f'\t{name} = "{value}"' if not value.isdigit() else f"\t{name} = {value}"
+                        for name, value in REPLY
+                    )
+                    + "\n\n"
+                    for i in range(logins)
+                )
+            )
         log = (raddb / "freeradius.log").open("w")
         proc = subprocess.Popen(
             [binary, "-f", "-d", str(raddb), "-l", "stdout"], stdout=log, stderr=log
@@ -369,6 +452,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000.0, help="latency probe requests/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency probe duration")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (SO_REUSEPORT)")
+    parser.add_argument(
+        "--sql",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure FreeRADIUS with rlm_sql (SQLite)",
+    )
     args = parser.parse_args()
     if shutil.which("radclient") is None:
         raise SystemExit("radclient not installed (apt-get install freeradius-utils)")
@@ -390,8 +480,13 @@ def main() -> None:
         )
 
         results: dict[str, dict[str, list[float]]] = {}
-        with gateway(settings, prefix) as gw_port, freeradius(args.logins) as fr_port:
-            servers = {"freeradius": fr_port, "gateway": gw_port}
+        with contextlib.ExitStack() as stack:
+            servers = {
+                "freeradius": stack.enter_context(freeradius(args.logins)),
+                "gateway": stack.enter_context(gateway(settings, prefix, args.workers)),
+            }
+            if args.sql:
+                servers["fr-sql"] = stack.enter_context(freeradius(args.logins, "sql"))
             for name, port in servers.items():  # warm-up: caches, thread pools
                 radclient_throughput(port, warmup, 64)
                 results[name] = {"rps": [], "lost": []}
@@ -426,6 +521,23 @@ def main() -> None:
             "ms",
             gw[q][0] / max(fr[q][0], 1e-6),
             PEER,
+        )
+    if "fr-sql" in results:
+        sql_rps = statistics.median(results["fr-sql"]["rps"])
+        report("radius_freeradius_sql_auth_throughput", sql_rps, "requests/s", 1.0, SQL_PEER)
+        report(
+            "radius_gateway_auth_throughput_vs_sql",
+            gw_rps,
+            "requests/s",
+            gw_rps / sql_rps,
+            SQL_PEER,
+        )
+        report(
+            f"radius_gateway_auth_latency_p99_at_{args.rate:.0f}rps_vs_sql",
+            gw["p99"][0],
+            "ms",
+            gw["p99"][0] / max(results["fr-sql"]["p99"][0], 1e-6),
+            SQL_PEER,
         )
     report(
         "radius_gateway_unanswered",

@@ -179,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=20_000)
     parser.add_argument("--window", type=float, default=10.0, help="seconds to send them in")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (SO_REUSEPORT)")
     args = parser.parse_args()
     with services(registry=True) as settings:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -195,7 +196,10 @@ def main() -> None:
             f"({nas_ip(0)}-{nas_ip(NAS_COUNT - 1)}) in {args.window:g} s, no retransmissions"
         )
         results: dict[str, dict[str, float]] = {}
-        with radius_auth.gateway(settings, prefix) as gw_port, freeradius(args.logins) as fr_port:
+        with (
+            radius_auth.gateway(settings, prefix, args.workers) as gw_port,
+            freeradius(args.logins) as fr_port,
+        ):
             for name, port in (("freeradius", fr_port), ("gateway", gw_port)):
                 storm(port, min(args.logins, 2000), 1.0)  # warm-up: caches, Kafka connections
                 time.sleep(2)

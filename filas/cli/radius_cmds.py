@@ -19,13 +19,31 @@ def radius() -> None:
 
 @radius.command("serve")
 @click.option("--stats-every", default=30.0, show_default=True, help="Seconds between stat lines.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Gateway processes sharing the ports (SO_REUSEPORT), each with its own replica.",
+)
 @click.pass_obj
-def serve(settings: Settings, stats_every: float) -> None:
+def serve(settings: Settings, stats_every: float, workers: int) -> None:
     """Serve Access/Accounting-Requests on FILAS_RADIUS__AUTH_PORT / ACCT_PORT.
 
     Reads ixc.subscribers, ixc.contracts and ixc.nas into memory first; NAS secrets come from
     FILAS_RADIUS__NAS_SECRETS (secret_ref -> secret). Events go to radius.* asynchronously.
     """
+    if workers > 1:
+        from producers.radius.workers import Workers
+
+        pool = Workers(settings, workers, stats_every, lambda line: click.echo(line, err=True))
+        pool.start(timeout_s=settings.radius.replica_ready_timeout_s + 60)
+        click.echo(
+            f"radius gateway up: auth {pool.auth_port} acct {pool.acct_port} ({workers} workers)",
+            err=True,
+        )
+        raise SystemExit(pool.wait())
+
     from producers.radius.service import GatewayService
 
     logs = configure_logging(settings, "radius-gateway")

@@ -169,6 +169,10 @@ class RadiusGateway:
             )[0]
             sock = socket.socket(family, kind, proto)
             try:
+                if self.settings.reuse_port:
+                    # Workers share the port; Linux hashes each NAS flow (source address and
+                    # port) to one of them, so retransmissions meet their own dedupe cache.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                     # A reconnect storm arrives faster than one core answers: queue it in the
                     # kernel (capped by net.core.rmem_max/wmem_max) instead of dropping it.
