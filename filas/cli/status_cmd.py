@@ -6,14 +6,17 @@ import json
 import time
 
 import click
+from prometheus_client import REGISTRY
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from filas.metrics import serve_metrics
 from filas.monitoring.collector import LagCollector
 from filas.monitoring.report import document
-from filas.monitoring.rules import Finding, evaluate
-from filas.monitoring.samples import Snapshot, Status, compute_status
+from filas.monitoring.rules import Finding
+from filas.monitoring.samples import Status
+from filas.monitoring.service import Monitor
 from filas.settings import Settings
 
 
@@ -43,23 +46,11 @@ def _render(status: Status, findings: list[Finding]) -> Group:
         evidence = ", ".join(
             f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in f.evidence.items()
         )
-        found.add_row(f"[red]{f.rule}[/red]", f.group, f.topic, evidence, f.fix)
+        topic = f.topic or (f"waits on {f.dependency}" if f.dependency else "")
+        found.add_row(f"[red]{f.rule}[/red]", f.group, topic, evidence, f.fix)
     if not findings:
         found.add_row("[green]none[/green]", "", "", "", "")
     return Group(topics, groups, found)
-
-
-class _Peaks:
-    """Highest consume rate seen per (group, topic) in this run: the rules' "at its max"."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], float] = {}
-
-    def update(self, status: Status) -> None:
-        for g in status.groups:
-            if g.consume_rate is not None:
-                key = (g.group, g.topic)
-                self.values[key] = max(self.values.get(key, 0.0), g.consume_rate)
 
 
 @click.command("status")
@@ -76,22 +67,22 @@ class _Peaks:
 def status(settings: Settings, as_json: bool, interval: float, once: bool) -> None:
     """Lag per consumer group and topic, produce/consume rates, and where the queue backs up.
 
-    Covers topics under FILAS_TOPICS__PREFIX (all non-internal topics when empty).
+    Covers topics under FILAS_TOPICS__PREFIX (all non-internal topics when empty); with
+    FILAS_MONITORING__SCRAPE_URLS, also names a dependency that dominates a process's latency.
     """
-    collector = LagCollector(settings.kafka, topic_prefix=settings.topics.prefix)
-    peaks = _Peaks()
-    previous: Snapshot = collector.sample()
+    monitor = Monitor(
+        LagCollector(settings.kafka, topic_prefix=settings.topics.prefix),
+        scrape_urls=settings.monitoring.scrape_urls,
+    )
+    if settings.metrics.port is not None:
+        REGISTRY.register(monitor.metrics)
+        serve_metrics(settings.metrics)
+    first = monitor.run_pass()
 
     def step() -> tuple[Status, list[Finding]]:
-        nonlocal previous
         time.sleep(interval)
-        current = collector.sample()
-        result = compute_status(previous, current)
-        previous = current
-        # Findings judge against the peak before this sample, then the peak learns from it.
-        findings = evaluate(result.groups, peaks.values)
-        peaks.update(result)
-        return result, findings
+        result = monitor.run_pass()
+        return result.status, list(result.findings)
 
     if once:
         result, findings = step()
@@ -104,7 +95,7 @@ def status(settings: Settings, as_json: bool, interval: float, once: bool) -> No
         while True:
             result, findings = step()
             click.echo(json.dumps(document(result, findings)))
-    with Live(_render(compute_status(None, previous), []), console=Console(width=200)) as live:
+    with Live(_render(first.status, []), console=Console(width=200)) as live:
         while True:
             live.update(_render(*step()))
 
