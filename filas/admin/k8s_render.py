@@ -111,6 +111,8 @@ class Workload:
     tcp_ports: tuple[tuple[str, int], ...] = ()
     # A PersistentVolumeClaim mounted here (the IXC poller's watermark file).
     state_dir: str | None = None
+    # Readiness on the process's own HTTP endpoint (port name, path) instead of /metrics.
+    readiness: tuple[str, str] | None = None
     # Pod sysctls (the pinger's unprivileged ICMP sockets).
     sysctls: tuple[tuple[str, str], ...] = ()
     # Why this scaling (shown in the manifests for SINGLE and CPU workloads).
@@ -271,6 +273,8 @@ WORKLOADS: tuple[Workload, ...] = (
         secrets=(KAFKA_PASSWORD, INGRESS_TOKENS, INGRESS_WEBHOOK_SECRETS),
         env=(("FILAS_INGRESS__HOST", EVERYWHERE),),
         tcp_ports=(("http", _INGRESS.port),),
+        # 503 until the ingress can enqueue (producer ready): no traffic before that.
+        readiness=("http", "/healthz"),
     ),
     Workload(
         name="ixc-requests",
@@ -403,7 +407,15 @@ def _container(workload: Workload) -> dict[str, Any]:
         # /metrics answers once the process is up (filas.metrics.serve_metrics); the gateway
         # binds it after its replica is loaded. Startup allows 5 minutes of catch-up.
         "startupProbe": {"httpGet": probe_get, "periodSeconds": 5, "failureThreshold": 60},
-        "readinessProbe": {"httpGet": probe_get, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": (
+                probe_get
+                if workload.readiness is None
+                else {"path": workload.readiness[1], "port": workload.readiness[0]}
+            ),
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "livenessProbe": {"httpGet": probe_get, "periodSeconds": 20, "failureThreshold": 3},
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -151,3 +151,18 @@ def test_render_requires_a_format() -> None:
     result = CliRunner().invoke(cli, ["topics", "render"])
     assert result.exit_code != 0
     assert "--k8s" in result.output
+
+
+def test_the_deploy_guide_lists_every_workload() -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for workload in WORKLOADS:
+        assert f"| `{workload.name}` | `filas {' '.join(workload.command)}`" in guide, (
+            f"docs/deploy.md's 'What runs' table lacks {workload.name}"
+        )
+
+
+def test_readiness_uses_a_port_the_container_declares() -> None:
+    for workload in WORKLOADS:
+        container = k8s_render.deployment(workload)["spec"]["template"]["spec"]["containers"][0]
+        port = container["readinessProbe"]["httpGet"]["port"]
+        assert port in {p["name"] for p in container["ports"]}, workload.name
