@@ -18,6 +18,7 @@ from typing import Any
 from consumers.clickhouse.client import quote
 from consumers.clickhouse.columns import Column, columns_for_schema, has_secret_fields
 from consumers.clickhouse.errors import RowConversionError, UnsupportedSchemaError
+from consumers.clickhouse.row_decoder import RowDecoder, Unsupported, compile_row_decoder
 from filas.catalog import DEAD_LETTER_SCHEMA, Catalog, TopicSpec
 from schemas.catalog import ParsedSchema, SchemaCatalog
 
@@ -101,6 +102,9 @@ class Table:
     entity: str
     # The schema has credential fields (never columns): dead letters then drop the raw value.
     has_secrets: bool = False
+    # Avro body (written with the reader's schema) -> data values, compiled; None: use
+    # fastavro and the row builder (consumers/clickhouse/row_decoder.py).
+    decode_row: RowDecoder | None = field(default=None, repr=False, compare=False)
     _build_row: RowBuilder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +141,15 @@ class Table:
     def add_column_sql(self, column: Column, database: str | None = None) -> str:
         target = f"{quote(database)}.{quote(self.name)}" if database else quote(self.name)
         return f"ALTER TABLE {target} ADD COLUMN {quote(column.name)} {column.type}"
+
+    def fast_row(
+        self, body: bytes, start: int, topic: str, partition: int, offset: int, timestamp_ms: int
+    ) -> tuple[Any, ...]:
+        """The INSERT tuple straight from an Avro body at ``start`` (needs ``decode_row``)."""
+        assert self.decode_row is not None
+        values = self.decode_row(body, start)
+        values.extend((topic, partition, offset, timestamp_ms))
+        return tuple(values)
 
     def row(
         self,
@@ -177,6 +190,12 @@ def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None 
                 f"{schema.fullname}: key column {key!r} is {column.type}; ClickHouse 18.16 "
                 "allows no Nullable in ORDER BY"
             )
+    try:
+        decode_row: RowDecoder | None = compile_row_decoder(
+            expanded, columns, table_name(spec.name)
+        )
+    except Unsupported:
+        decode_row = None
     return Table(
         name=table_name(spec.name),
         topic=spec,
@@ -184,6 +203,7 @@ def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None 
         columns=columns,
         entity=entity,
         has_secrets=has_secret_fields(expanded),
+        decode_row=decode_row,
     )
 
 
