@@ -443,3 +443,27 @@ def test_every_filas_container_runs_a_real_command(builds: dict[str, list[Manife
                 _resolve(container["args"])
                 seen.add(doc["metadata"]["name"])
     assert {"filas-schemas", "clickhouse-sink", "radius-gateway", "ixc-simulator"} <= seen
+
+
+def test_json_secrets_parse_and_cover_the_simulated_nas(builds: dict[str, list[Manifest]]) -> None:
+    import json
+
+    docs = builds["overlays/homologation"]
+    secrets = _by_kind(docs, "Secret")
+    json_values = (
+        ("filas-radius", "nas-secrets"),
+        ("filas-ingress", "tokens"),
+        ("filas-ingress", "webhook-secrets"),
+    )
+    example_docs = _load_docs(DEPLOY / "overlays/production/secrets.example.yaml")
+    examples = {d["metadata"]["name"]: d for d in example_docs}
+    for source in (secrets, examples):
+        for name, key in json_values:
+            value = json.loads(source[name]["stringData"][key])
+            assert isinstance(value, dict), (name, key)
+            assert value, (name, key)
+    simulator = _pod_spec(_by_kind(docs, "Deployment")["ixc-simulator"])["containers"][0]
+    args = simulator["args"]
+    nas_count = int(args[args.index("--nas") + 1])
+    refs = json.loads(secrets["filas-radius"]["stringData"]["nas-secrets"])
+    assert set(refs) == {f"ixc/nas/{i}/radius-secret" for i in range(1, nas_count + 1)}
