@@ -18,10 +18,10 @@ from confluent_kafka import Producer
 
 from filas.catalog.ixc_state import DEVICES
 from filas.catalog.network import ALERTS, PING_RESULTS, RESPONSES
+from producers.pinger.netns import NetNs
 from streams.network.service import AlertService
 from tests.integration.test_ping_pinger import (
     Env,
-    NetNs,
     PingerThread,
     TopicReader,
     device,

@@ -197,7 +197,7 @@ def test_degraded_on_loss_and_latency_over_the_window() -> None:
     net = Net()
     healthy(net)
     for _ in range(4):
-        net.round(PINGED[:-1] + [], [])
+        net.round(PINGED[:-1])
         net.engine.observe(Observation("onu-2", net.t, 3, 1, 5.0))  # 67 % loss
         net.events += net.engine.drain()
     [opened] = net.events
