@@ -117,3 +117,57 @@ def test_compose_kafka_is_kraft_without_zookeeper() -> None:
     assert not any("zookeeper" in n for n in services)
     assert len(env["CLUSTER_ID"]) == 22
     assert not env["CLUSTER_ID"].startswith("-")
+
+
+def _is_setting(name: str) -> bool:
+    """FILAS_SECTION__FIELD[__SUB] names a field of Settings (pydantic-settings' mapping)."""
+    from pydantic import BaseModel
+
+    from filas.settings import Settings
+
+    model: type[BaseModel] = Settings
+    parts = name.removeprefix("FILAS_").lower().split("__")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if i == len(parts) - 1:
+            return True
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        model = annotation
+    return False
+
+
+def _filas_env_names() -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    # deploy/grafana (the monitoring area's) uses Grafana's own ${VAR} substitution.
+    for path in sorted((ROOT / "deploy").rglob("*.yaml")):
+        if "grafana" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        found = set(re.findall(r"\b(FILAS_[A-Z0-9_]+)\b", text))
+        if found:
+            names[str(path.relative_to(ROOT))] = found
+    names["compose.yaml"] = set(
+        re.findall(r"\b(FILAS_[A-Z0-9_]+)\b", (ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    )
+    names["Dockerfile"] = set(
+        re.findall(r"\b(FILAS_[A-Z0-9_]+)\b", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+    )
+    return names
+
+
+def test_every_filas_variable_in_the_manifests_is_a_real_setting() -> None:
+    """A misspelt FILAS_* variable is silently ignored by pydantic-settings: catch it here."""
+    assert _is_setting("FILAS_RADIUS__NAS_SECRETS")
+    assert _is_setting("FILAS_DELIVERY__EMAIL__HOST")
+    assert not _is_setting("FILAS_RADIUS__NAS_SECRET")
+    assert not _is_setting("FILAS_DELIVERY__MAIL__HOST")
+    checked = 0
+    for where, names in _filas_env_names().items():
+        for name in names:
+            assert _is_setting(name), f"{where}: {name} is not a setting (see `filas config`)"
+            checked += 1
+    assert checked > 40
