@@ -171,3 +171,38 @@ def test_every_filas_variable_in_the_manifests_is_a_real_setting() -> None:
             assert _is_setting(name), f"{where}: {name} is not a setting (see `filas config`)"
             checked += 1
     assert checked > 40
+
+
+DOCS_WITH_COMMANDS = ("deploy.md", "runbooks.md", "capacity.md", "integrations.md")
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """``filas <words>`` inside the code blocks of the operations docs."""
+    found = []
+    for doc in DOCS_WITH_COMMANDS:
+        in_code = False
+        for line in (ROOT / "docs" / doc).read_text(encoding="utf-8").splitlines():
+            if line.startswith("```"):
+                in_code = not in_code
+                continue
+            if not in_code:
+                continue
+            code = line.split("#", 1)[0]  # not comments
+            # `-n filas` is the namespace, not the CLI.
+            for match in re.finditer(r"(?:^|(?<!-n)\s)filas ((?:[a-z][\w.-]*\s*)+)", code):
+                found.append((doc, match.group(1).split()))
+    return found
+
+
+def test_commands_in_the_operations_docs_exist() -> None:
+    commands = _documented_commands()
+    assert len(commands) >= 5
+    for doc, words in commands:
+        command: click.Command = cli
+        for word in words:
+            if not isinstance(command, click.Group):
+                break
+            sub = command.commands.get(word)
+            assert sub is not None, f"docs/{doc}: 'filas {' '.join(words)}': no command {word!r}"
+            command = sub
+        assert not isinstance(command, click.Group), f"docs/{doc}: 'filas {' '.join(words)}'"
