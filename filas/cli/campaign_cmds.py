@@ -23,7 +23,7 @@ import yaml
 
 from filas.catalog.campaigns import CAMPAIGNS
 from filas.cli.service_logging import service_logging
-from filas.errors import ConfigurationError
+from filas.errors import ConfigurationError, FilasError
 from filas.metrics import serve_metrics
 from filas.settings import Settings
 from producers.envelope import envelope
@@ -154,6 +154,52 @@ def _command(name: str) -> click.Command:
 
 for _name in ("pause", "resume", "cancel"):
     campaigns.add_command(_command(_name))
+
+
+def progress_line(record: dict[str, Any], width: int = 30) -> str:
+    """One human line: status, a bar of queued/planned, skips, error."""
+    planned, queued = int(record["planned"]), int(record["queued"])
+    share = 1.0 if planned == 0 else min(queued / planned, 1.0)
+    filled = round(share * width)
+    skips = {
+        "no_consent": record["skipped_no_consent"],
+        "opt_out": record["skipped_opt_out"],
+        "invalid_address": record["skipped_invalid_address"],
+        "frequency_cap": record["skipped_frequency_cap"],
+        "held_outage": record["held_outage"],
+    }
+    line = (
+        f"{record['status']:<9} [{'#' * filled}{'.' * (width - filled)}] {queued}/{planned} "
+        f"queued ({share:.0%}), {record['matched']} matched; skipped "
+        + ", ".join(f"{k}={v}" for k, v in skips.items())
+    )
+    if record.get("error"):
+        line += f"\nerror [{record.get('error_code')}]: {record['error']}"
+    return line
+
+
+@campaigns.command("progress")
+@click.argument("campaign_id")
+@click.option("--json", "as_json", is_flag=True, help="The latest progress event as JSON.")
+@click.pass_obj
+def progress(settings: Settings, campaign_id: str, as_json: bool) -> None:
+    """Fan-out progress of a campaign (latest campaign.progress event)."""
+    from filas.bootstrap import build_serdes
+    from filas.catalog import Catalog
+    from streams.campaigns.runner import load_progress
+
+    try:
+        cid = str(uuid.UUID(campaign_id))
+    except ValueError as exc:
+        raise ConfigurationError(f"{campaign_id!r} is not a campaign id (UUID)") from exc
+    catalog = Catalog.build(settings.topics.prefix)
+    latest = load_progress(settings, catalog, build_serdes(settings), 60.0).get(cid)
+    if latest is None:
+        raise FilasError(f"no progress yet for campaign {cid}", code="campaign_unknown")
+    if as_json:
+        click.echo(json.dumps(latest, default=str, sort_keys=True))
+    else:
+        click.echo(progress_line(latest))
 
 
 @campaigns.command("fanout")

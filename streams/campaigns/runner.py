@@ -288,6 +288,13 @@ class FanoutService:
         self._notices.subscribe([self._responses.name])
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._replay(consumer, partitions)
+        for tp in partitions:
+            tp.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def _replay(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """A fresh engine: progress restored, definitions to replay up to these watermarks."""
         engine = self.build_engine()
         for record in load_progress(
             self.settings, self.catalog, self._serdes, self.config.ready_timeout_s
@@ -295,14 +302,13 @@ class FanoutService:
             engine.restore_progress(record)
         self._catchup = {}
         for tp in partitions:
-            low, high = watermarks(consumer, tp)
+            low, high = watermarks(consumer, TopicPartition(tp.topic, tp.partition))
             if high > low:
                 self._catchup[tp.partition] = high
-            tp.offset = OFFSET_BEGINNING
-        consumer.assign(partitions)
         self.engine = engine
         logger.info(
-            "campaigns: assigned %s, replaying definitions", sorted(p.partition for p in partitions)
+            "campaigns: partitions %s, replaying definitions",
+            sorted(p.partition for p in partitions),
         )
         if not self._catchup:
             engine.go_live()
@@ -342,7 +348,9 @@ class FanoutService:
         """Replay the assignment into a fresh engine (after a failed publish)."""
         assignment = self._consumer.assignment()
         if assignment:
-            self._on_assign(self._consumer, assignment)
+            self._replay(self._consumer, assignment)
+            for tp in assignment:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
 
     def _command(self, msg: Any) -> None:
         engine = self.engine

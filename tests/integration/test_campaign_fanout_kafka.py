@@ -4,6 +4,7 @@ between known batches; a "crash" is a service closed without its last progress e
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -11,10 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from filas.admin.topics import TopicAdmin
@@ -23,7 +26,8 @@ from filas.catalog import Catalog
 from filas.catalog.campaigns import CAMPAIGNS, OPT_OUTS, PROGRESS
 from filas.catalog.ixc_state import CONTRACTS, CUSTOMERS, SUBSCRIBERS
 from filas.catalog.network import RESPONSES
-from filas.cli.campaign_cmds import command_record
+from filas.cli.campaign_cmds import campaigns, command_record
+from filas.errors import DeliveryError, FilasError
 from filas.settings import CampaignsSettings, Settings, TopicsSettings
 from producers.envelope import envelope
 from producers.sdk import EventProducer
@@ -439,3 +443,58 @@ def test_outage_holds_bulk_and_sends_one_notice_per_subscriber(env: Env, reader:
         "0004",
         "0005",
     ]
+
+
+def test_cli_create_pause_and_progress(env: Env, reader: Reader, tmp_path: Path) -> None:
+    ids = seed(env, 150)
+    svc = env.service(batch_size=25)
+    path = tmp_path / "fatura.yaml"
+    path.write_text(
+        "name: Aviso de vencimento\n"
+        "channels: [sms]\n"
+        "purpose: billing\n"
+        "body: 'Olá {{ first_name }}, fatura de {{ monthly_price | brl }}'\n"
+        "send_window: '00:00-24:00'\n"
+    )
+    runner = CliRunner()
+    created = runner.invoke(campaigns, ["create", str(path)], obj=env.settings)
+    assert created.exit_code == 0, created.output
+    cid = created.output.strip().splitlines()[-1]
+    drive([svc], reader, lambda: len(reader.of(cid)) >= 25)
+    paused = runner.invoke(campaigns, ["pause", cid], obj=env.settings)
+    assert paused.exit_code == 0, paused.output
+    drive([svc], reader, lambda: reader.status(cid) == "paused")
+    shown = runner.invoke(campaigns, ["progress", cid], obj=env.settings)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("paused")
+    assert f"/{len(ids)} queued" in shown.output
+    runner.invoke(campaigns, ["resume", cid], obj=env.settings)
+    drive([svc], reader, lambda: reader.status(cid) == "done")
+    shown = runner.invoke(campaigns, ["progress", cid, "--json"], obj=env.settings)
+    assert json.loads(shown.output)["queued"] == len(ids)
+    assert sorted(m["recipient_id"] for m in reader.of(cid)) == ids
+    unknown = runner.invoke(campaigns, ["progress", str(uuid.uuid4())], obj=env.settings)
+    assert isinstance(unknown.exception, FilasError)
+
+
+def test_a_failed_publish_replays_the_campaign_with_the_same_ids(env: Env, reader: Reader) -> None:
+    ids = seed(env, 200)
+    svc = env.service()
+    record = campaign()
+    rid = record["campaign_id"]
+    real_flush = svc.producer.flush
+    calls = {"n": 0}
+
+    def flaky_flush(timeout_s: float = 30.0) -> None:
+        calls["n"] += 1
+        real_flush(timeout_s)
+        if calls["n"] == 2:  # the second batch's acks "fail" after it reached the broker
+            raise DeliveryError("broker went away", retriable=True)
+
+    svc.producer.flush = flaky_flush  # type: ignore[method-assign]
+    env.producer.emit_sync(CAMPAIGNS, record)
+    drive([svc], reader, lambda: reader.status(rid) == "done")
+    counts = Counter(m["message_id"] for m in reader.of(rid))
+    assert set(counts) == {uuid.UUID(message_id(rid, r, "sms")) for r in ids}
+    assert 0 < sum(n - 1 for n in counts.values()) <= 50
+    assert calls["n"] > 4
