@@ -67,6 +67,8 @@ class LagSource:
 
     group: str
     topics: tuple[TopicSpec, ...] = ()
+    # The group's auto.offset.reset: what KEDA counts as lag before the group's first commit.
+    offset_reset: str = "earliest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,8 @@ WORKLOADS: tuple[Workload, ...] = (
         command=("radius", "coa"),
         description="CoA/Disconnect-Requests to the NAS for contract status changes.",
         scaling=Scaling.LAG,
-        lag=(LagSource(_RADIUS.coa_group_id, (CONTRACT_STATUS,)),),
+        # A new group starts at the end (old blocks are never replayed): so does its lag.
+        lag=(LagSource(_RADIUS.coa_group_id, (CONTRACT_STATUS,), _RADIUS.coa_start_from),),
         # A status change should reach the NAS within seconds: scale out early.
         lag_threshold=100,
         resources=Resources("200m", "512Mi", "1", "1Gi"),
@@ -521,7 +524,7 @@ def scaled_object(workload: Workload, catalog: Catalog) -> dict[str, Any]:
             "lagThreshold": str(workload.lag_threshold),
             # Past the partition count extra members sit idle: never scale into them.
             "allowIdleConsumers": "false",
-            "offsetResetPolicy": "earliest",
+            "offsetResetPolicy": source.offset_reset,
         }
         if len(topics) == 1:
             meta["topic"] = topics[0].name

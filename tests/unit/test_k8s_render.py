@@ -166,3 +166,15 @@ def test_readiness_uses_a_port_the_container_declares() -> None:
         container = k8s_render.deployment(workload)["spec"]["template"]["spec"]["containers"][0]
         port = container["readinessProbe"]["httpGet"]["port"]
         assert port in {p["name"] for p in container["ports"]}, workload.name
+
+
+def test_keda_counts_lag_from_where_each_group_starts() -> None:
+    """CoA's group starts at the end (old blocks never replayed); KEDA must not count history."""
+    from filas.settings import RadiusSettings
+
+    coa = next(w for w in WORKLOADS if w.name == "radius-coa")
+    (trigger,) = k8s_render.scaled_object(coa, Catalog.build())["spec"]["triggers"]
+    assert trigger["metadata"]["offsetResetPolicy"] == RadiusSettings().coa_start_from == "latest"
+    sink = next(w for w in WORKLOADS if w.name == "clickhouse-sink")
+    (trigger,) = k8s_render.scaled_object(sink, Catalog.build())["spec"]["triggers"]
+    assert trigger["metadata"]["offsetResetPolicy"] == "earliest"
