@@ -16,7 +16,7 @@ from filas.catalog import Catalog
 from filas.catalog.monitoring import FINDINGS, LAG_SAMPLES
 from filas.catalog.spec import TopicSpec
 from filas.errors import FilasError
-from filas.metrics import ERRORS, EVENTS_OUT, PROCESSING_SECONDS
+from filas.metrics import DEPENDENCY_SECONDS, ERRORS, EVENTS_OUT, PROCESSING_SECONDS, timed
 from filas.monitoring.exporters import StatusMetrics
 from filas.monitoring.history import finding_records, lag_records
 from filas.monitoring.rules import Finding, Thresholds, dependency_findings, evaluate
@@ -43,7 +43,8 @@ class MonitorPass:
     status: Status
     findings: tuple[Finding, ...]
     published: int = 0
-    scrape_errors: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    """Scrapes that failed and a publish that failed, in words (the pass itself succeeded)."""
 
 
 @dataclass
@@ -108,6 +109,28 @@ class Monitor:
         self._times, self._times_at = times, now
         return findings, errors
 
+    def _publish(
+        self, current: Snapshot, status: Status, findings: list[Finding]
+    ) -> tuple[int, str | None]:
+        """Emit the pass's events and wait for their acks; a Kafka failure is reported (the
+        history misses this pass), never raised: the gauges and the page keep working."""
+        if self._publisher is None:
+            return 0, None
+        records = [(self._lag_topic, r) for r in lag_records(self._previous, current, status)]
+        records += [(self._findings_topic, r) for r in finding_records(findings, current.wall_time)]
+        try:
+            with timed(DEPENDENCY_SECONDS, component=COMPONENT, dependency="kafka"):
+                for topic, record in records:
+                    self._publisher.emit(topic, record)
+                self._publisher.flush()
+        except FilasError as exc:
+            ERRORS.labels(COMPONENT, exc.code).inc()
+            log.warning("monitor: pass not published: %s", exc)
+            return 0, f"publish: {exc}"
+        EVENTS_OUT.labels(COMPONENT, self._lag_topic.name).inc(len(records) - len(findings))
+        EVENTS_OUT.labels(COMPONENT, self._findings_topic.name).inc(len(findings))
+        return len(records), None
+
     def run_pass(self) -> MonitorPass:
         started = time.perf_counter()
         current = self._collector.sample()
@@ -116,21 +139,12 @@ class Monitor:
         self._peaks.update(status)
         dependency, errors = self._dependency_pass()
         findings.extend(dependency)
-        published = 0
-        if self._publisher is not None:
-            records = [
-                (self._lag_topic, r) for r in lag_records(self._previous, current, status)
-            ] + [(self._findings_topic, r) for r in finding_records(findings, current.wall_time)]
-            for topic, record in records:
-                self._publisher.emit(topic, record)
-            self._publisher.flush()
-            published = len(records)
-            EVENTS_OUT.labels(COMPONENT, self._lag_topic.name).inc(
-                sum(1 for t, _ in records if t is self._lag_topic)
-            )
-            EVENTS_OUT.labels(COMPONENT, self._findings_topic.name).inc(len(findings))
-        self._previous = current
+        # The live view never waits on the history: gauges and the page first, then events.
         self.metrics.update(status, findings)
+        published, publish_error = self._publish(current, status, findings)
+        if publish_error is not None:
+            errors.append(publish_error)
+        self._previous = current
         result = MonitorPass(status, tuple(findings), published, tuple(errors))
         self.last = result
         PROCESSING_SECONDS.labels(COMPONENT, "pass").observe(time.perf_counter() - started)

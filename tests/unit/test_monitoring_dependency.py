@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from filas.catalog import Catalog
 from filas.catalog.monitoring import FINDINGS, LAG_SAMPLES
 from filas.catalog.spec import TopicSpec
+from filas.errors import DeliveryError
 from filas.monitoring.rules import Thresholds, dependency_findings
 from filas.monitoring.samples import GroupOffsets, Snapshot
 from filas.monitoring.scrape import (
@@ -171,3 +172,24 @@ def _registry_with(monitor: Monitor) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(monitor.metrics)
     return registry
+
+
+class _DownPublisher(_Publisher):
+    def flush(self, timeout_s: float = 30.0) -> None:
+        raise DeliveryError("broker unreachable", retriable=True)
+
+
+def test_a_pass_whose_events_cannot_be_published_still_updates_the_live_view() -> None:
+    monitor = Monitor(
+        _Snapshots([_snap(0, 100, 40), _snap(10, 300, 40)]),
+        catalog=Catalog.build("p-"),
+        publisher=_DownPublisher(),
+    )
+    monitor.run_pass()
+    result = monitor.run_pass()
+    assert result.published == 0
+    assert any("broker unreachable" in e for e in result.errors)
+    assert monitor.last is result
+    assert [f.rule for f in result.findings] == ["group_stalled"]
+    exported = generate_latest(_registry_with(monitor)).decode()
+    assert 'filas_consumer_lag{group="p-worker",topic="p-work"} 560.0' in exported
