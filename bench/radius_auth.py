@@ -133,19 +133,21 @@ def gateway(settings: Settings, prefix: str, workers: int = 1) -> Iterator[int]:
         text=True,
     )
     ready = threading.Event()
+    tail: list[str] = []
 
     def watch() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if "radius gateway up" in line:
+            tail[:] = [*tail[-20:], line.rstrip()]
+            if line.startswith("radius gateway up"):
                 ready.set()
             elif " ERROR " in line or "Traceback" in line:
                 print(f"gateway: {line.rstrip()}", flush=True)
 
     threading.Thread(target=watch, daemon=True).start()
     try:
-        if not ready.wait(150):
-            raise RuntimeError("the gateway did not start within 150 s")
+        if not ready.wait(300):
+            raise RuntimeError("the gateway did not start within 300 s:\n" + "\n".join(tail))
         yield port
     finally:
         proc.terminate()

@@ -76,7 +76,9 @@ def freeradius(logins: int) -> Iterator[int]:
     with tempfile.TemporaryDirectory(prefix="filas-bench-storm-") as tmp:
         raddb = Path(tmp)
         (raddb / "radiusd.conf").write_text(
-            conf.format(dir=raddb, secret=radius_auth.SECRET, port=port)
+            conf.format(
+                dir=raddb, secret=radius_auth.SECRET, port=port, store="files", sql_module=""
+            )
         )
         (raddb / "dictionary").write_text("")
         (raddb / "users").write_text(
