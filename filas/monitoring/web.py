@@ -112,6 +112,8 @@ def render_page(
             f'<p class="muted">pass at {_clock(status.wall_time)} UTC, '
             f"rates over {_num(status.interval_s, ' s')}</p>"
         )
+        for error in last.errors:
+            body.append(f'<p class="finding monitor-error">{escape(error)}</p>')
         body.append('<h2>Bottlenecks</h2><table id="findings"><tr><th>rule</th><th>group</th>'
                     "<th>topic</th><th>fix</th></tr>")  # fmt: skip
         for f in last.findings:

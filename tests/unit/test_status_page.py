@@ -21,7 +21,7 @@ def _pass() -> MonitorPass:
         ),
     )
     finding = Finding("group_stalled", "filas-clickhouse-sink", "radius.accounting", {}, "restart")
-    return MonitorPass(status, (finding,))
+    return MonitorPass(status, (finding,), errors=("http://mailer/metrics: refused <x>",))
 
 
 def test_page_shows_groups_lag_findings_and_chart_points() -> None:
@@ -35,6 +35,7 @@ def test_page_shows_groups_lag_findings_and_chart_points() -> None:
     assert 'data-rule="group_stalled"' in html
     assert html.count('class="point"') == 8  # four points on each of the two charts
     assert 'data-v="300.0"' in html
+    assert "refused &lt;x&gt;" in html
     assert "<script" not in html  # nothing to fetch from the internet, nothing to run
 
 
