@@ -111,6 +111,7 @@ class AlertEvent:
     occurred_at_ms: int
     summary: str
     merged_into: str | None = None
+    pop_name: str | None = None
 
 
 @dataclass(slots=True)
@@ -434,7 +435,16 @@ class AlertEngine:
             occurred_at_ms=self.now_ms,
             summary=summary,
             merged_into=merged_into,
+            pop_name=self._pop_name(alert.root),
         )
+
+    def _pop_name(self, device_id: str) -> str | None:
+        """Name of the POP the device hangs from (itself or its nearest POP ancestor)."""
+        for d in (device_id, *self.ancestors(device_id)):
+            info = self.devices.get(d)
+            if info is not None and info.device_type == "POP":
+                return info.name or d
+        return None
 
     # -- recovery ----------------------------------------------------------------------------
     def restore(self, event: AlertEvent) -> None:

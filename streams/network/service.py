@@ -92,7 +92,7 @@ def alert_record(event: AlertEvent) -> dict[str, Any]:
         "state": event.state,
         "root_device_id": event.root_device_id,
         "root_device_name": event.root_device_name,
-        "pop_name": None,
+        "pop_name": event.pop_name,
         "affected_device_count": event.affected_device_count,
         "affected_subscriber_count": event.affected_subscriber_count,
         "opened_at": event.opened_at_ms,
@@ -125,6 +125,7 @@ def alert_event(record: Mapping[str, Any]) -> AlertEvent:
         occurred_at_ms=_ms(record["envelope"]["occurred_at"]),
         summary=str(record["summary"]),
         merged_into=record.get("merged_into_alert_id"),
+        pop_name=record.get("pop_name"),
     )
 
 

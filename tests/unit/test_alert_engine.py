@@ -104,6 +104,7 @@ def test_parent_down_folds_children_into_one_root_alert_and_clears_together() ->
     assert alert.affected_device_count == 5
     assert alert.affected_subscriber_count == 5
     assert alert.severity == "minor"
+    assert alert.pop_name == "POP-CENTRO"
     assert [e.action for e in net.events] == ["open"]
     for _ in range(5):
         net.round(["pop-1"], OLT_TREE)
