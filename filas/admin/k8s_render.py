@@ -573,12 +573,7 @@ def cpu_autoscaler(workload: Workload, catalog: Catalog) -> dict[str, Any]:
         "metadata": {
             "name": workload.name,
             "labels": _labels(workload),
-            "annotations": {
-                "filas/scaling-reason": (
-                    "no consumer group to measure: NAS requests arrive over UDP, so the "
-                    "gateway scales on CPU (docs/decisions/0092)."
-                ),
-            },
+            "annotations": {"filas/scaling-reason": workload.scaling_reason},
         },
         "spec": {
             "scaleTargetRef": {
@@ -587,7 +582,7 @@ def cpu_autoscaler(workload: Workload, catalog: Catalog) -> dict[str, Any]:
                 "name": workload.name,
             },
             "minReplicas": workload.min_replicas,
-            "maxReplicas": workload.max_replicas,
+            "maxReplicas": max_cpu_replicas(workload, catalog),
             "metrics": [
                 {
                     "type": "Resource",

@@ -86,9 +86,26 @@ def test_cpu_scaled_group_members_are_capped_at_their_partitions() -> None:
     for workload in cpu:
         spec = hpas[workload.name]["spec"]
         assert spec["minReplicas"] <= spec["maxReplicas"]
-        assert workload.scaling_reason
+        reason = hpas[workload.name]["metadata"]["annotations"]["filas/scaling-reason"]
+        assert reason == workload.scaling_reason != ""
+        assert spec["maxReplicas"] == k8s_render.max_cpu_replicas(workload, catalog)
         if workload.partition_cap is not None:
             assert spec["maxReplicas"] <= catalog.resolve(workload.partition_cap).partitions
+
+
+def test_a_cpu_cap_follows_the_partitions() -> None:
+    """The pinger asks for 12; ixc.devices with 4 partitions would cap it at 4."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    catalog = Catalog.build()
+    pinger = next(w for w in WORKLOADS if w.name == "pinger")
+    assert pinger.partition_cap is not None
+    devices = catalog.resolve(pinger.partition_cap)
+    narrow = Catalog(
+        MappingProxyType({**catalog.topics, devices.name: replace(devices, partitions=4)}), ""
+    )
+    assert k8s_render.cpu_autoscaler(pinger, narrow)["spec"]["maxReplicas"] == 4
 
 
 def test_lane_groups_match_the_lane_consumers() -> None:
