@@ -206,3 +206,27 @@ def test_commands_in_the_operations_docs_exist() -> None:
             assert sub is not None, f"docs/{doc}: 'filas {' '.join(words)}': no command {word!r}"
             command = sub
         assert not isinstance(command, click.Group), f"docs/{doc}: 'filas {' '.join(words)}'"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def test_doc_anchors_referenced_by_deploy_and_docs_exist() -> None:
+    sources = [ROOT / "docs" / d for d in (*DOCS_WITH_COMMANDS, "architecture.md")]
+    sources += [ROOT / "filas/admin/k8s_render.py", ROOT / "README.md"]
+    sources += sorted(p for p in (ROOT / "deploy").rglob("*.yaml") if "grafana" not in p.parts)
+    sources += sorted((ROOT / "docs" / "decisions").glob("009*.md"))
+    checked = 0
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        for name, anchor in re.findall(r"([\w-]+\.md)#([\w-]+)", text):
+            target = ROOT / "docs" / name
+            assert target.exists(), f"{source.name}: {name} does not exist"
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{source.name}: {name}#{anchor}"
+            checked += 1
+    assert checked >= 5
