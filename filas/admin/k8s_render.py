@@ -15,6 +15,7 @@ the render and validate every manifest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -346,13 +347,19 @@ def _dump(docs: Iterable[Mapping[str, Any]]) -> str:
     return HEADER + "---\n" + "---\n".join(parts)
 
 
+def resource_name(topic: str) -> str:
+    """A Kubernetes name (DNS-1123 subdomain) for a topic; spec.topicName keeps the real one."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", topic.lower()).strip(".-")
+    return name[:253]
+
+
 def kafka_topic(spec: TopicSpec) -> dict[str, Any]:
     """One Strimzi KafkaTopic from a TopicSpec (configs exactly as ``filas topics apply`` sets)."""
     return {
         "apiVersion": STRIMZI_API,
         "kind": "KafkaTopic",
         "metadata": {
-            "name": spec.name,
+            "name": resource_name(spec.name),
             "labels": {"strimzi.io/cluster": KAFKA_CLUSTER, **PART_OF},
             "annotations": {
                 "filas/description": spec.description,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def test_every_catalog_topic_and_dlq_becomes_a_kafka_topic() -> None:
     assert any(name.endswith(".dlq") for name in topics)
     for spec in catalog:
         topic = topics[spec.name]
-        assert topic["metadata"]["name"] == spec.name
+        assert topic["metadata"]["name"] == k8s_render.resource_name(spec.name)
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", topic["metadata"]["name"])
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "filas"
         body = topic["spec"]
         assert body["partitions"] == spec.partitions
@@ -195,3 +197,8 @@ def test_keda_counts_lag_from_where_each_group_starts() -> None:
     sink = next(w for w in WORKLOADS if w.name == "clickhouse-sink")
     (trigger,) = k8s_render.scaled_object(sink, Catalog.build())["spec"]["triggers"]
     assert trigger["metadata"]["offsetResetPolicy"] == "earliest"
+
+
+def test_resource_names_are_valid_kubernetes_names() -> None:
+    assert k8s_render.resource_name("radius.auth-requests") == "radius.auth-requests"
+    assert k8s_render.resource_name("Billing_Invoices.dlq") == "billing-invoices.dlq"
