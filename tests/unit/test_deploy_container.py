@@ -230,3 +230,11 @@ def test_doc_anchors_referenced_by_deploy_and_docs_exist() -> None:
             assert anchor in {_slug(h) for h in headings}, f"{source.name}: {name}#{anchor}"
             checked += 1
     assert checked >= 5
+
+
+def test_compose_images_are_pinned() -> None:
+    for name, service in _compose()["services"].items():
+        image = service["image"]
+        if image == "filas:local":
+            continue
+        assert re.search(r":v?\d+(\.\d+)+$", image), f"{name}: {image} is not pinned to a version"
