@@ -467,3 +467,27 @@ def test_json_secrets_parse_and_cover_the_simulated_nas(builds: dict[str, list[M
     nas_count = int(args[args.index("--nas") + 1])
     refs = json.loads(secrets["filas-radius"]["stringData"]["nas-secrets"])
     assert set(refs) == {f"ixc/nas/{i}/radius-secret" for i in range(1, nas_count + 1)}
+
+
+def test_optional_prometheus_rules_use_real_metrics_and_runbooks() -> None:
+    docs = build(DEPLOY / "optional/prometheus-rules")
+    (rule,) = docs
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["kind"] == "PrometheusRule"
+    sources = [ROOT / "filas/metrics.py", ROOT / "filas/monitoring/exporters.py"]
+    defined = set()
+    for source in sources:
+        defined |= set(re.findall(r'"(filas_[a-z_]+)"', source.read_text(encoding="utf-8")))
+    assert "filas_consumer_lag" in defined
+    runbooks = (ROOT / "docs/runbooks.md").read_text(encoding="utf-8")
+    alerts = []
+    for group in rule["spec"]["groups"]:
+        for alert in group["rules"]:
+            alerts.append(alert["alert"])
+            assert alert["labels"]["severity"] in {"warning", "critical"}
+            for metric in re.findall(r"\b(filas_[a-z_]+)", alert["expr"]):
+                assert metric in defined or metric.removesuffix("_total") in defined, metric
+            anchor = alert["annotations"]["runbook_url"].rsplit("#", 1)[1]
+            headings = re.findall(r"^## (.+)$", runbooks, re.M)
+            assert anchor in {h.lower().replace(" ", "-") for h in headings}, anchor
+    assert len(alerts) == len(set(alerts)) >= 4
