@@ -52,11 +52,13 @@ def utc(ms: int) -> datetime:
 def message_record(
     campaign: CampaignSpec, message: PlannedMessage, now_ms: int, *, lane: str | None = None
 ) -> dict[str, Any]:
-    """The ``ixc.filas.campaign.CampaignMessage`` of a planned message (event id = message id)."""
+    """The ``ixc.filas.campaign.CampaignMessage`` of a planned message (event id = message id).
+
+    Timestamps stay epoch milliseconds (the Avro encoder takes them as they are)."""
     return {
         "envelope": {
             "event_id": message.message_id,
-            "occurred_at": utc(now_ms),
+            "occurred_at": now_ms,
             "source_system": SOURCE,
             "correlation_id": campaign.campaign_id,
         },
@@ -69,7 +71,7 @@ def message_record(
         "subject": message.subject,
         "body": message.body,
         "lane": lane or campaign.lane,
-        "not_before": utc(message.not_before_ms),
+        "not_before": message.not_before_ms,
         "expires_at": None,
     }
 

@@ -19,6 +19,7 @@ sent (docs/campaigns.md#fan-out, docs/decisions/0071-campaign-plan-before-publis
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from bisect import bisect_right
@@ -38,9 +39,11 @@ from streams.campaigns.state import ContractEntry, CustomerEntry, SubscriberStat
 
 DAY_MS = 86_400_000
 NAMESPACE = uuid.UUID("6f1c3c1e-6a44-5b1e-9a57-0b4f1a2c7d10")
+_NAMESPACE_BYTES = NAMESPACE.bytes
 EMAIL = "email"
 SMS_LIKE = ("sms", "whatsapp")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NON_DIGITS = re.compile(r"\D")
 
 
 class CampaignError(FilasError):
@@ -51,8 +54,18 @@ class CampaignError(FilasError):
 
 
 def message_id(campaign_id: str, recipient_id: str, channel: str) -> str:
-    """Deterministic id of (campaign, recipient, channel): the same on every re-expansion."""
-    return str(uuid.uuid5(NAMESPACE, f"{campaign_id}/{recipient_id}/{channel}"))
+    """Deterministic id of (campaign, recipient, channel): the same on every re-expansion.
+
+    ``uuid.uuid5`` (RFC 4122 name-based, SHA-1), computed without building a UUID object."""
+    digest = bytearray(
+        hashlib.sha1(  # noqa: S324 - RFC 4122 UUIDv5 is defined on SHA-1; not a security use
+            _NAMESPACE_BYTES + f"{campaign_id}/{recipient_id}/{channel}".encode()
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def to_ms(value: Any) -> int | None:
@@ -236,9 +249,15 @@ def compile_template(source: str, what: str) -> Template:
         raise CampaignError(f"{what} template: {exc}", code="campaign_template_error") from exc
 
 
+_GLOBALS = dict(_ENV.globals)
+
+
 def render(template: Template, variables: Mapping[str, Any], what: str, recipient: str) -> str:
+    """``template.render`` without copying the environment's globals ChainMap per call (about
+    half of Jinja's per-render cost): the context's parent is one plain dict."""
     try:
-        return template.render(variables)
+        context = template.new_context({**_GLOBALS, **variables}, shared=True)
+        return "".join(template.root_render_func(context))
     except Exception as exc:  # any failure (undefined, sandbox, 1/0) fails the campaign
         raise CampaignError(
             f"{what} template failed for recipient {recipient}: {type(exc).__name__}: {exc}",
@@ -289,7 +308,7 @@ def normalize_phone(raw: str | None, country: str = "55") -> str | None:
     if not raw:
         return None
     text = raw.strip()
-    digits = "".join(c for c in text if c.isdigit())
+    digits = _NON_DIGITS.sub("", text)
     if text.startswith("+") and 10 <= len(digits) <= 15:
         return "+" + digits
     digits = digits.lstrip("0")  # 0xx trunk prefix, 0055 international prefix
@@ -430,7 +449,7 @@ def plan_campaign(
     holds = campaign.lane == "bulk" and campaign.purpose in hold_purposes
     counts = PlanCounts()
     messages: list[PlannedMessage] = []
-    zones: dict[str, ZoneInfo] = {}
+    windows: dict[str, int] = {}
     with state.lock:
         ids = (
             sorted(state.customers) if only is None else sorted(set(only) & state.customers.keys())
@@ -444,12 +463,15 @@ def plan_campaign(
                 continue
             counts.matched += 1
             opt_out = state.opt_outs.get(customer_id)
-            tz = zones.get(customer.timezone)
-            if tz is None:
-                tz = zones[customer.timezone] = zone(customer.timezone, campaign.timezone)
-            not_before = place_in_window(
-                start_ms, tz, campaign.window_start_min, campaign.window_end_min
-            )
+            # Every recipient starts at start_ms: the window depends only on the timezone.
+            not_before = windows.get(customer.timezone)
+            if not_before is None:
+                not_before = windows[customer.timezone] = place_in_window(
+                    start_ms,
+                    zone(customer.timezone, campaign.timezone),
+                    campaign.window_start_min,
+                    campaign.window_end_min,
+                )
             for channel in sorted(campaign.channels):
                 if opt_out is not None and channel in opt_out.channels:
                     counts.skipped_opt_out += 1

@@ -296,3 +296,13 @@ def test_address_and_money_helpers() -> None:
     assert normalize_email(" Ana@Mail.COM ") == "Ana@mail.com"
     assert normalize_email("ana@") is None
     assert brl(Decimal("1234.5")) == "R$ 1.234,50"
+
+
+def test_message_id_is_rfc4122_uuid5_of_campaign_recipient_channel() -> None:
+    from streams.campaigns.plan import NAMESPACE
+
+    cid = str(uuid.uuid4())
+    got = message_id(cid, "0042", "sms")
+    assert got == str(uuid.uuid5(NAMESPACE, f"{cid}/0042/sms"))
+    assert uuid.UUID(got).version == 5
+    assert got != message_id(cid, "0042", "email")
