@@ -27,13 +27,14 @@ log = logging.getLogger("filas.monitoring.web")
 
 HistorySource = Callable[[], list[HistoryPoint]]
 
-WIDTH, HEIGHT, PAD = 720, 220, 40
+WIDTH, HEIGHT, PAD = 720, 240, 40
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}
 th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
+th{text-align:left;background:#f0f0f0}
 th:first-child,td:first-child,td.text{text-align:left}
 .finding{color:#b00}.muted{color:#777}
 svg{border:1px solid #ddd;background:#fafafa}
@@ -57,10 +58,12 @@ def chart_svg(
     def x(at: int) -> float:
         return PAD + (at - t0) / (t1 - t0) * (WIDTH - 2 * PAD)
 
-    def y(v: float) -> float:
-        return HEIGHT - PAD - v / top * (HEIGHT - 2 * PAD)
-
     groups = sorted({p.group for p in points})
+    plot_top = 26 + 14 * len(groups)  # title, then one legend line per group
+
+    def y(v: float) -> float:
+        return HEIGHT - PAD - v / top * (HEIGHT - PAD - plot_top)
+
     parts = [
         f'<svg id="{css}" class="chart" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
@@ -88,8 +91,8 @@ def chart_svg(
                 "</circle>"
             )
         parts.append(
-            f'<text x="{WIDTH - PAD}" y="{30 + 14 * i}" font-size="11" text-anchor="end" '
-            f'fill="{color}">{escape(group)}</text>'
+            f'<text x="{PAD + 10}" y="{30 + 14 * i}" font-size="11" '
+            f'fill="{color}">&#9632; {escape(group)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
