@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from prometheus_client import REGISTRY
 
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import Serdes, build_producer, build_serdes
@@ -498,3 +499,42 @@ def test_a_failed_publish_replays_the_campaign_with_the_same_ids(env: Env, reade
     assert set(counts) == {uuid.UUID(message_id(rid, r, "sms")) for r in ids}
     assert 0 < sum(n - 1 for n in counts.values()) <= 50
     assert calls["n"] > 4
+
+
+def test_undecodable_definition_goes_to_the_dlq_and_metrics_count(env: Env, reader: Reader) -> None:
+    seed(env, 10)
+    svc = env.service()
+    definitions = env.catalog.resolve(CAMPAIGNS)
+    raw = Producer(dict(env.settings.kafka.client_config()))
+    raw.produce(definitions.name, key=b"garbage", value=b"\x00not avro at all")
+    assert raw.flush(10) == 0
+    good = campaign()
+    env.producer.emit_sync(CAMPAIGNS, good)
+    drive([svc], reader, lambda: reader.status(good["campaign_id"]) == "done")
+    dlq = env.catalog.dead_letter_for(CAMPAIGNS)
+    consumer = Consumer(
+        dict(env.settings.kafka.client_config())
+        | {"group.id": f"dlq-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([dlq.name])
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while not letters and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=10, timeout=0.5):
+            if not msg.error():
+                letters.append(env.serdes(dlq).deserialize(msg.value()))
+    consumer.close()
+    assert len(letters) == 1
+    assert letters[0]["raw_key"] == b"garbage"
+    assert letters[0]["processor"] == "campaign-fanout"
+    lane = message_topics(env.catalog)["bulk"].name
+    sent = REGISTRY.get_sample_value(
+        "filas_events_out_total", {"component": "campaign-fanout", "topic": lane}
+    )
+    assert sent is not None
+    assert sent >= 10
+    dead = REGISTRY.get_sample_value(
+        "filas_dead_letters_total", {"component": "campaign-fanout", "topic": definitions.name}
+    )
+    assert dead is not None
+    assert dead >= 1
