@@ -148,6 +148,7 @@ def gateway(settings: Settings, prefix: str, workers: int = 1) -> Iterator[int]:
     try:
         if not ready.wait(300):
             raise RuntimeError("the gateway did not start within 300 s:\n" + "\n".join(tail))
+        SERVER_PIDS[port] = proc.pid
         yield port
     finally:
         proc.terminate()
@@ -333,11 +334,37 @@ def freeradius(logins: int, backend: str = "files") -> Iterator[int]:
                         "freeradius did not start:\n" + (raddb / "freeradius.log").read_text()
                     )
                 time.sleep(0.1)
+            SERVER_PIDS[port] = proc.pid
             yield port
         finally:
             proc.terminate()
             proc.wait(30)
             log.close()
+
+
+# port -> server process id (the gateway's parent when it runs workers)
+SERVER_PIDS: dict[int, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (threads included), from /proc:
+    on a shared machine CPU per request is the figure contention does not distort."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
 
 
 # ---- load ------------------------------------------------------------------------------
@@ -448,7 +475,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=20_000)
-    parser.add_argument("--requests", type=int, default=40_000)
+    parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--parallel", type=int, default=64, help="radclient -p, per client")
     parser.add_argument("--clients", type=int, default=4, help="radclient processes at once")
     parser.add_argument("--rate", type=float, default=2_000.0, help="latency probe requests/s")
@@ -494,12 +521,16 @@ def main() -> None:
                 results[name] = {"rps": [], "lost": []}
             for run in range(args.runs):
                 for name, port in servers.items():
+                    cpu_before = cpu_seconds(SERVER_PIDS[port])
                     rps, accepted, lost = radclient_throughput(port, packets, args.parallel)
+                    cpu = cpu_seconds(SERVER_PIDS[port]) - cpu_before
+                    results[name].setdefault("cpu_us", []).append(cpu / max(accepted, 1) * 1e6)
                     results[name]["rps"].append(rps)
                     results[name]["lost"].append(lost)
                     print(
                         f"run {run + 1}: {name:10} {rps:9,.0f} req/s "
-                        f"accepted={accepted} lost={lost}"
+                        f"accepted={accepted} lost={lost} "
+                        f"cpu={results[name]['cpu_us'][-1]:.0f} us/request"
                     )
             for name, port in servers.items():
                 rtts, unanswered = latency_probe(port, args.logins, args.rate, args.seconds)
@@ -524,7 +555,22 @@ def main() -> None:
             gw[q][0] / max(fr[q][0], 1e-6),
             PEER,
         )
+    gw_cpu = statistics.median(gw["cpu_us"])
+    report(
+        "radius_gateway_cpu_per_request",
+        gw_cpu,
+        "us",
+        gw_cpu / statistics.median(fr["cpu_us"]),
+        PEER,
+    )
     if "fr-sql" in results:
+        report(
+            "radius_gateway_cpu_per_request_vs_sql",
+            gw_cpu,
+            "us",
+            gw_cpu / statistics.median(results["fr-sql"]["cpu_us"]),
+            SQL_PEER,
+        )
         sql_rps = statistics.median(results["fr-sql"]["rps"])
         report("radius_freeradius_sql_auth_throughput", sql_rps, "requests/s", 1.0, SQL_PEER)
         report(

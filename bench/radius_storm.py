@@ -100,6 +100,7 @@ def freeradius(logins: int) -> Iterator[int]:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("freeradius did not start:\n" + log_path.read_text())
                     time.sleep(0.1)
+                radius_auth.SERVER_PIDS[port] = proc.pid
                 yield port
             finally:
                 proc.terminate()
@@ -205,12 +206,16 @@ def main() -> None:
             for name, port in (("freeradius", fr_port), ("gateway", gw_port)):
                 storm(port, min(args.logins, 2000), 1.0)  # warm-up: caches, Kafka connections
                 time.sleep(2)
+                pid = radius_auth.SERVER_PIDS[port]
+                cpu_before = radius_auth.cpu_seconds(pid)
                 results[name] = figures = storm(port, args.logins, args.window)
+                figures["cpu_s"] = radius_auth.cpu_seconds(pid) - cpu_before
                 print(
                     f"{name:10} sent in {figures['send_s']:.2f} s, answered "
                     f"{figures['answered']:.0f}/{figures['offered']:.0f}, unanswered past 3 s "
                     f"{figures['unanswered_past_3s']:.0f}, drain {figures['drain_s']:.3f} s, "
-                    f"p50 {figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms",
+                    f"p50 {figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms, "
+                    f"server CPU {figures['cpu_s']:.2f} s",
                     flush=True,
                 )
     gw, fr = results["gateway"], results["freeradius"]
