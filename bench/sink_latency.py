@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,7 +31,7 @@ from typing import Any
 
 from bench.common import report, services
 from bench.producer import sample_records
-from bench.sink_throughput import clickhouse_of
+from bench.sink_throughput import clickhouse_of, sink_argv, sink_env
 from consumers.clickhouse.client import ClickHouse, quote
 from consumers.clickhouse.migrate import migrate
 from consumers.clickhouse.tables import build_tables
@@ -41,7 +39,7 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
 from filas.catalog import Catalog
 from filas.catalog.radius import ACCOUNTING
-from filas.settings import ClickHouseSettings, Settings, TopicsSettings
+from filas.settings import Settings, TopicsSettings
 from producers.sdk import Delivery, DeliveryFailure
 from schemas.catalog import SchemaCatalog
 
@@ -50,48 +48,10 @@ PEER = "goal-5s"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sink_env(settings: Settings, clickhouse: ClickHouseSettings) -> dict[str, str]:
-    kafka = settings.kafka
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")}
-    env |= {
-        "FILAS_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "FILAS_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol.value,
-        "FILAS_REGISTRY__URL": settings.registry.url,
-        "FILAS_CLICKHOUSE__HOST": clickhouse.host,
-        "FILAS_CLICKHOUSE__PORT": str(clickhouse.port),
-        "FILAS_CLICKHOUSE__DATABASE": clickhouse.database,
-        "FILAS_CLICKHOUSE__USER": clickhouse.user,
-        "FILAS_CLICKHOUSE__PASSWORD": clickhouse.password.get_secret_value(),
-        "FILAS_TOPICS__PREFIX": settings.topics.prefix,
-    }
-    if kafka.sasl_username is not None and kafka.sasl_password is not None:
-        env |= {
-            "FILAS_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism,
-            "FILAS_KAFKA__SASL_USERNAME": kafka.sasl_username,
-            "FILAS_KAFKA__SASL_PASSWORD": kafka.sasl_password.get_secret_value(),
-        }
-    return env
-
-
 def start_sinks(
     count: int, env: dict[str, str], group: str, args: argparse.Namespace, log: Path
 ) -> list[subprocess.Popen[bytes]]:
-    argv = [
-        sys.executable,
-        "-m",
-        "filas.cli.main",
-        "sink",
-        "run",
-        "--topics",
-        ACCOUNTING.name,
-        "--group",
-        group,
-        "--batch-rows",
-        str(args.batch_rows),
-        "--linger",
-        str(args.linger),
-        "--skip-migrate",
-    ]
+    argv = sink_argv(group, args.batch_rows, args.linger)
     procs = []
     with log.open("ab") as out:
         for _ in range(count):

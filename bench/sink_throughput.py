@@ -7,6 +7,9 @@ the sink wrote (exported as TSV from the sink's table) into an identical table: 
 bulk path with no Kafka, no Avro and no Python. The sink's time runs from its first record read to
 its last acknowledged INSERT (group join excluded); the peer's includes the client's start-up.
 
+``--processes 1,2`` also times that many ``filas sink run`` processes in one consumer
+group, measured from ClickHouse's side (first rows visible to all rows visible).
+
 Run: ``make bench-sink-throughput`` (or ``python -m bench.sink_throughput --records N``).
 """
 
@@ -17,6 +20,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -49,6 +53,86 @@ def clickhouse_of(settings: Settings, database: str) -> ClickHouseSettings:
     # A throwaway database: the sink runs as the administrator (a sink user is confined to the
     # Filas database, docs/clickhouse.md#access).
     return base.model_copy(update={"database": database, "sink_user": None})
+
+
+def sink_env(settings: Settings, clickhouse: ClickHouseSettings) -> dict[str, str]:
+    """Environment for a ``filas sink run`` child: these settings, nothing from the parent's."""
+    kafka = settings.kafka
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")}
+    env |= {
+        "FILAS_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FILAS_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol.value,
+        "FILAS_REGISTRY__URL": settings.registry.url,
+        "FILAS_CLICKHOUSE__HOST": clickhouse.host,
+        "FILAS_CLICKHOUSE__PORT": str(clickhouse.port),
+        "FILAS_CLICKHOUSE__DATABASE": clickhouse.database,
+        "FILAS_CLICKHOUSE__USER": clickhouse.user,
+        "FILAS_CLICKHOUSE__PASSWORD": clickhouse.password.get_secret_value(),
+        "FILAS_TOPICS__PREFIX": settings.topics.prefix,
+    }
+    if kafka.sasl_username is not None and kafka.sasl_password is not None:
+        env |= {
+            "FILAS_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism,
+            "FILAS_KAFKA__SASL_USERNAME": kafka.sasl_username,
+            "FILAS_KAFKA__SASL_PASSWORD": kafka.sasl_password.get_secret_value(),
+        }
+    return env
+
+
+def sink_argv(group: str, batch_rows: int, linger_s: float, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "filas.cli.main",
+        "sink",
+        "run",
+        "--topics",
+        ACCOUNTING.name,
+        "--group",
+        group,
+        "--batch-rows",
+        str(batch_rows),
+        "--linger",
+        str(linger_s),
+        "--skip-migrate",
+        *extra,
+    ]
+
+
+def run_sink_processes(
+    count: int, settings: Settings, table: Table, clickhouse: ClickHouse, expected: int
+) -> float:
+    """``count`` sink processes in one group; rows/s from ClickHouse's side (first rows seen
+    to all rows seen, polled every 20 ms), so group joins and process start-up are excluded."""
+    clickhouse.query(f"DROP TABLE IF EXISTS {quote(table.name)}")
+    migrate(clickhouse, [table])
+    argv = sink_argv(f"bench-sink-{uuid.uuid4().hex[:8]}", 10_000, 1.0, "--idle-exit", "3")
+    env = sink_env(settings, settings.clickhouse)
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    count_sql = f"SELECT count() FROM {quote(table.name)}"  # noqa: S608
+    first: tuple[float, int] | None = None
+    landed = 0
+    deadline = time.monotonic() + 300
+    try:
+        while landed < expected and time.monotonic() < deadline:
+            landed = int(clickhouse.query(count_sql)[0][0])
+            now = time.perf_counter()
+            if first is None and landed:
+                first = (now, landed)
+            if landed < expected:
+                time.sleep(0.02)
+        done = time.perf_counter()
+    finally:
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            if proc.returncode:
+                raise RuntimeError(f"sink process failed: {err.decode(errors='replace')[-2000:]}")
+    if landed != expected or first is None or done <= first[0]:
+        raise RuntimeError(f"{count} sink processes landed {landed} rows, expected {expected}")
+    return (expected - first[1]) / (done - first[0])
 
 
 def client_argv(clickhouse: ClickHouseSettings) -> list[str]:
@@ -130,6 +214,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--processes",
+        default="",
+        help="also time this many 'filas sink run' processes in one group (comma list; '' none)",
+    )
     args = parser.parse_args()
 
     with services(registry=True, clickhouse=True) as base:
@@ -152,7 +241,9 @@ def main() -> None:
         table = build_tables(catalog, SchemaCatalog.load(), [ACCOUNTING.name])[spec.name]
         clickhouse = ClickHouse(ch_settings)
         clickhouse.ensure_database()
+        counts = [int(n) for n in args.processes.split(",") if n.strip()]
         sink_rates, client_rates = [], []
+        process_rates: dict[int, list[float]] = {n: [] for n in counts}
         with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
             tsv = Path(tmp) / "rows.tsv"
             for run in range(args.runs):
@@ -160,9 +251,15 @@ def main() -> None:
                 if run == 0:
                     export_tsv(ch_settings, table, tsv)
                     print(f"peer input: {tsv.stat().st_size / 1e6:.1f} MB of TSV")
+                for n in counts:
+                    process_rates[n].append(
+                        run_sink_processes(n, settings, table, clickhouse, args.records)
+                    )
                 client_rates.append(run_client(ch_settings, clickhouse, table, tsv, args.records))
+                procs = ", ".join(f"{n} process(es) {r[-1]:,.0f}" for n, r in process_rates.items())
                 print(
-                    f"run {run + 1}: sink {sink_rates[-1]:,.0f} rows/s, "
+                    f"run {run + 1}: sink {sink_rates[-1]:,.0f} rows/s "
+                    f"({procs or 'in-process only'}), "
                     f"clickhouse-client {client_rates[-1]:,.0f} rows/s"
                 )
         clickhouse.query(f"DROP DATABASE IF EXISTS {quote(database)}")
@@ -171,6 +268,9 @@ def main() -> None:
     client_median, sink_median = statistics.median(client_rates), statistics.median(sink_rates)
     report("sink_clickhouse_client_tsv", client_median, "rows/s", 1.0, PEER)
     report("sink_kafka_to_clickhouse", sink_median, "rows/s", sink_median / client_median, PEER)
+    for n, rates in process_rates.items():
+        median = statistics.median(rates)
+        report(f"sink_kafka_to_clickhouse_{n}proc", median, "rows/s", median / client_median, PEER)
 
 
 if __name__ == "__main__":
