@@ -23,6 +23,8 @@ from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import DEVICES
 from filas.catalog.network import ALERTS, PING_RESULTS, RESPONSES
+from filas.local_platform.processes import free_port
+from filas.monitoring.scrape import scrape
 from filas.settings import PingClassSettings, PingSettings, Settings, TopicsSettings
 from producers.envelope import envelope
 from producers.pinger.netns import NetNs
@@ -235,11 +237,13 @@ def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
         env.producer.emit(DEVICES, device(d, f"127.9.0.{i + 1}"))
     env.producer.flush()
     survivor = PingerThread(env, "survivor")
+    metrics_port = free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")} | {
         "FILAS_KAFKA__BOOTSTRAP_SERVERS": env.settings.kafka.bootstrap_servers,
         "FILAS_REGISTRY__URL": env.settings.registry.url,
         "FILAS_TOPICS__PREFIX": env.catalog.prefix,
         "FILAS_PING__PINGER_INSTANCE": "victim",
+        "FILAS_METRICS__PORT": str(metrics_port),
         "FILAS_PING__SESSION_TIMEOUT_MS": "6000",
     }
     for cls in ("CRITICAL", "STANDARD", "SUBSCRIBER"):
@@ -274,6 +278,14 @@ def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
     assert by_victim
     assert by_victim.isdisjoint(by_survivor)  # each device pinged by exactly one instance
     assert by_victim | by_survivor == set(ids)
+    # `filas ping serve` serves /metrics and counts what it published.
+    samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+    published = {
+        dict(labels).get("topic"): value
+        for (name, labels), value in samples.items()
+        if name == "filas_events_out_total" and dict(labels).get("component") == "pinger"
+    }
+    assert published[env.catalog.resolve(PING_RESULTS).name] >= len(by_victim)
     victim.kill()
     victim.wait(10)
     killed_at = time.monotonic()
