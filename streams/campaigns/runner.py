@@ -319,6 +319,13 @@ class FanoutService:
         self._catchup = {}
 
     @property
+    def partitions(self) -> list[int]:
+        """``campaign.definitions`` partitions this instance owns now."""
+        if self._consumer is None:
+            return []
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
+    @property
     def live(self) -> bool:
         return self.engine is not None and self.engine.live
 

@@ -538,3 +538,40 @@ def test_undecodable_definition_goes_to_the_dlq_and_metrics_count(env: Env, read
     )
     assert dead is not None
     assert dead >= 1
+
+
+def test_frequency_history_survives_a_restart(env: Env, reader: Reader) -> None:
+    seed(env, 40)
+    first = env.service()
+    a = campaign(frequency_cap_per_day=1)
+    env.producer.emit_sync(CAMPAIGNS, a)
+    drive([first], reader, lambda: reader.status(a["campaign_id"]) == "done")
+    first.close()
+    env.services.remove(first)
+    second = env.service()  # reads the message topics' recent history at start
+    b = campaign(frequency_cap_per_day=1)
+    env.producer.emit_sync(CAMPAIGNS, b)
+    drive([second], reader, lambda: reader.status(b["campaign_id"]) == "done")
+    last = reader.last(b["campaign_id"])
+    assert last is not None
+    assert last["skipped_frequency_cap"] == 40
+    assert reader.of(b["campaign_id"]) == []
+
+
+def test_two_instances_share_campaigns_and_one_takes_over(env: Env, reader: Reader) -> None:
+    ids = seed(env, 200)
+    one, two = env.service(batch_size=20), env.service(batch_size=20)
+    records = [campaign() for _ in range(4)]
+    for record in records:
+        env.producer.emit_sync(CAMPAIGNS, record)
+    cids = [r["campaign_id"] for r in records]
+    drive([one, two], reader, lambda: sum(len(reader.of(c)) for c in cids) >= 100)
+    drive([one, two], reader, lambda: bool(one.partitions and two.partitions))
+    assert sorted(one.partitions + two.partitions) == [0, 1, 2]
+    one.close()  # leaves the group: its campaigns move to the other instance
+    env.services.remove(one)
+    drive([two], reader, lambda: all(reader.status(c) == "done" for c in cids), 90)
+    for cid in cids:
+        counts = Counter(m["message_id"] for m in reader.of(cid))
+        assert set(counts) == {uuid.UUID(message_id(cid, r, "sms")) for r in ids}
+        assert sum(n - 1 for n in counts.values()) <= 20  # at most one batch again
