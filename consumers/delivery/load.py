@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +30,15 @@ def campaign_messages(
     first_recipient: int = 0,
     domain: str = "example.net",
     not_before: datetime | None = None,
+    recipients: Sequence[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
+    """``count`` messages to recipients ``first_recipient`` on (or exactly ``recipients``)."""
     campaign = campaign_id or str(uuid.uuid4())
     due = not_before or datetime.now(UTC)
-    for i in range(first_recipient, first_recipient + count):
+    numbers = (
+        recipients if recipients is not None else range(first_recipient, first_recipient + count)
+    )
+    for i in numbers:
         recipient = str(100_000 + i)
         address = f"c{recipient}@{domain}" if channel == "email" else f"+55679{i:08d}"
         yield {
@@ -62,3 +67,57 @@ def publish_messages(
         n += 1
     producer.flush()
     return n
+
+
+def murmur2_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as librdkafka's murmur2_random and
+    the Java client) puts ``key`` in."""
+    data = key.encode()
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(length // 4):
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = length & ~3
+    extra = length % 4
+    if extra >= 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def balanced_recipients(per_partition: int, partitions: int, start: int = 0) -> list[int]:
+    """Recipient numbers (as ``campaign_messages`` names them) with exactly ``per_partition``
+    keys in every partition, so every worker of a group gets the same share of a campaign."""
+    counts = [0] * partitions
+    out: list[int] = []
+    i = start
+    while len(out) < per_partition * partitions:
+        p = murmur2_partition(str(100_000 + i), partitions)
+        if counts[p] < per_partition:
+            counts[p] += 1
+            out.append(i)
+        i += 1
+    return out
+
+
+def delivery_catalog(prefix: str) -> Catalog:
+    """The topics a delivery worker reads and writes (lanes and their DLQs, results, ledger)."""
+    from filas.catalog.campaigns import DELIVERY_LEDGER, DELIVERY_RESULTS
+
+    catalog = Catalog.build(prefix)
+    specs: list[Any] = [DELIVERY_RESULTS, DELIVERY_LEDGER]
+    for lane in MESSAGE_LANES:
+        specs += [lane, catalog.dead_letter_for(lane).name]
+    return catalog.only(*specs)

@@ -11,13 +11,16 @@ for failures; the lane's offsets are committed after the whole batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from asyncio import FIRST_COMPLETED
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -44,7 +47,6 @@ from filas.metrics import (
     QUEUE_DEPTH,
     RATE_LIMIT_RATE,
     RATE_LIMIT_TOKENS,
-    timed,
 )
 from filas.settings import HttpChannelSettings, Settings, SmtpChannelSettings
 from producers.async_sdk import AsyncEventProducer
@@ -54,6 +56,7 @@ from schemas.dead_letter import SourceRecord, dead_letter
 logger = logging.getLogger(__name__)
 
 COMPONENT = "campaign-delivery"
+COMMIT_EVERY_S = 0.2
 ChannelName = Literal["email", "sms", "whatsapp"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "whatsapp")
 
@@ -78,6 +81,44 @@ def _ms(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     return int(value)
+
+
+async def _wait_all(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.wait(tasks)
+
+
+class PartitionOffsets:
+    """Offsets handed to tasks per (lane, partition), in order; ``ready`` gives the next offset
+    to commit after the contiguous finished prefix (a slow message holds back the ones after it,
+    never the other way round)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[int, int], OrderedDict[int, bool]] = {}
+
+    def add(self, key: tuple[int, int], offset: int) -> None:
+        self._pending.setdefault(key, OrderedDict())[offset] = False
+
+    def done(self, key: tuple[int, int], offset: int) -> None:
+        pending = self._pending.get(key)
+        if pending is not None and offset in pending:
+            pending[offset] = True
+
+    def ready(self) -> dict[tuple[int, int], int]:
+        out = {}
+        for key, pending in self._pending.items():
+            while pending:
+                offset, finished = next(iter(pending.items()))
+                if not finished:
+                    break
+                pending.popitem(last=False)
+                out[key] = offset + 1
+        return out
+
+    def forget(self, key: tuple[int, int]) -> None:
+        self._pending.pop(key, None)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._pending.values())
 
 
 @dataclass
@@ -139,7 +180,12 @@ class DeliveryWorker:
         self._producer: AsyncEventProducer | None = None
         self._reader: LedgerReader | None = None
         self.lanes: LaneConsumer | None = None
-        self._in_flight = 0
+        self._tasks: dict[asyncio.Task[None], tuple[tuple[int, int], int]] = {}
+        self._offsets = PartitionOffsets()
+        self._to_commit: dict[tuple[int, int], int] = {}
+        self._last_commit = 0.0
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- start / stop -----------------------------------------------------------------------------
 
@@ -169,10 +215,13 @@ class DeliveryWorker:
             listener=self,
             extra_config={"session.timeout.ms": self.config.session_timeout_ms},
         )
+        self._loop = asyncio.get_running_loop()
         self.lanes.subscribe()
         self._apply_share()
 
     async def close(self) -> None:
+        with contextlib.suppress(FilasError):
+            await self.drain()
         if self.lanes is not None:
             await asyncio.to_thread(self.lanes.close)
             self.lanes = None
@@ -201,8 +250,23 @@ class DeliveryWorker:
         self._share_dirty = True
 
     def on_revoke(self, lane: int, spec: TopicSpec, partitions: list[int]) -> None:
-        for p in partitions:
-            self._held.pop((lane, p), None)
+        assert self.lanes is not None
+        assert self._loop is not None
+        keys = {(lane, p) for p in partitions}
+        tasks = [t for t, (key, _offset) in self._tasks.items() if key in keys]
+        if tasks:
+            # The loop is free (it awaits this poll): let these sends finish, then commit them.
+            asyncio.run_coroutine_threadsafe(_wait_all(tasks), self._loop).result()
+        for key, next_offset in self._offsets.ready().items():
+            self._to_commit[key] = next_offset
+        finished = {
+            p: o for (ln, p), o in self._to_commit.items() if ln == lane and p in partitions
+        }
+        self.lanes.commit(lane, finished)
+        for key in keys:
+            self._to_commit.pop(key, None)
+            self._offsets.forget(key)
+            self._held.pop(key, None)
         self.ledger.drop(set(partitions) - self._assigned_anywhere())
         logger.info("delivery: %s revoked %s", spec.name, partitions)
         self._share_dirty = True
@@ -233,14 +297,17 @@ class DeliveryWorker:
     # -- the loop ---------------------------------------------------------------------------------
 
     def _limits(self) -> list[int]:
-        top = self.config.max_batch
+        return [self.config.max_batch] + [self._window()] * (len(self.lane_specs) - 1)
+
+    def _window(self) -> int:
+        """Messages in flight at most: about ``lower_lane_batch_s`` of work at this instance's
+        rate (a higher-lane message waits for no more than that), at least the concurrency."""
         rate = self.limiter.rate
         if rate is None:
-            lower = max(1, self.concurrency.size * 4)
+            window = self.concurrency.size * 4
         else:
-            lower = math.ceil(max(rate, 1.0) * self.config.lower_lane_batch_s)
-        lower = max(1, min(top, lower))
-        return [top] + [lower] * (len(self.lane_specs) - 1)
+            window = max(self.concurrency.size, math.ceil(rate * self.config.lower_lane_batch_s))
+        return max(1, min(self.config.max_batch, window))
 
     def _resume_due(self) -> None:
         if not self._held or self.lanes is None:
@@ -253,44 +320,66 @@ class DeliveryWorker:
                     self.lanes.resume(lane, [p])
 
     async def run_once(self, timeout_s: float = 0.5) -> int:
-        """Poll one batch and deliver it; returns how many messages were handled."""
+        """Top up the in-flight window from the highest lane with records, then commit what
+        finished; returns how many messages were taken."""
         assert self.lanes is not None
+        self._raise_failure()
         self._resume_due()
-        batch = await asyncio.to_thread(self.lanes.poll, self._limits(), timeout_s)
-        self._apply_share()
+        free = self._window() - len(self._tasks)
+        taken = 0
+        if free > 0:
+            limits = [max(1, min(limit, free)) for limit in self._limits()]
+            wait = min(timeout_s, 0.02) if self._tasks else timeout_s
+            batch = await asyncio.to_thread(self.lanes.poll, limits, wait)
+            self._apply_share()
+            if batch is not None:
+                taken = self._dispatch(batch)
+        else:
+            await asyncio.wait(set(self._tasks), timeout=0.05, return_when=FIRST_COMPLETED)
+        await asyncio.sleep(0)
+        self._raise_failure()
+        await self._commit_ready()
         RATE_LIMIT_TOKENS.labels(COMPONENT, self.channel_name).set(min(self.limiter.tokens(), 1e9))
-        if batch is None:
-            return 0
-        with timed(PROCESSING_SECONDS, component=COMPONENT, stage="batch"):
-            return await self._handle_batch(batch)
+        QUEUE_DEPTH.labels(COMPONENT, "in_flight").set(len(self._tasks))
+        return taken
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.run_once()
 
-    async def _handle_batch(self, batch: LaneBatch) -> int:
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _dispatch(self, batch: LaneBatch) -> int:
+        """Start a task per message of this channel; hold partitions whose message is not due."""
         assert self.lanes is not None
         spec = batch.spec
         serde = self._serdes(spec)
-        commits: dict[int, int] = {}
         held: set[int] = set()
-        jobs = []
         now_ms = time.time() * 1000
+        taken = 0
         for msg in batch.messages:
             p, offset = msg.partition(), msg.offset()
             if p in held:
                 continue
             EVENTS_IN.labels(COMPONENT, spec.name).inc()
+            key = (batch.lane, p)
             try:
                 record = serde.deserialize(msg.value())
             except FilasError as exc:
                 self.stats.undecodable += 1
-                await self._dead_letter(spec, msg, exc)
-                commits[p] = offset + 1
+                self._start(key, offset, self._dead_letter(spec, msg, exc))
                 continue
             if str(record["channel"]) != self.channel_name:
                 self.stats.other_channel += 1
-                commits[p] = offset + 1
+                self._offsets.add(key, offset)
+                self._offsets.done(key, offset)
                 continue
             not_before = _ms(record.get("not_before"))
             if not_before - now_ms > self.config.hold_ahead_s * 1000:
@@ -299,18 +388,54 @@ class DeliveryWorker:
                 held.add(p)
                 self.lanes.seek(batch.lane, p, offset)
                 self.lanes.pause(batch.lane, [p])
-                self._held[(batch.lane, p)] = not_before
+                self._held[key] = not_before
                 continue
-            jobs.append(self._deliver(spec, msg, record))
-            commits[p] = offset + 1
-        self._in_flight = len(jobs)
-        QUEUE_DEPTH.labels(COMPONENT, "in_flight").set(len(jobs))
-        await asyncio.gather(*jobs)
-        self._in_flight = 0
-        QUEUE_DEPTH.labels(COMPONENT, "in_flight").set(0)
-        # Every outcome is in the ledger now: the offsets may move past these messages.
-        await asyncio.to_thread(self.lanes.commit, batch.lane, commits)
-        return len(jobs)
+            self._start(key, offset, self._deliver(spec, msg, record))
+            taken += 1
+        return taken
+
+    def _start(self, key: tuple[int, int], offset: int, work: Coroutine[Any, Any, None]) -> None:
+        self._offsets.add(key, offset)
+        task = asyncio.create_task(work)
+        self._tasks[task] = (key, offset)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        key, offset = self._tasks.pop(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Not marked done: its offset is never committed; the worker stops and a replay
+            # goes through the ledger.
+            logger.error("delivery: message at %s offset %d failed: %r", key, offset, exc)
+            if self._failure is None:
+                self._failure = exc
+            return
+        self._offsets.done(key, offset)
+
+    async def _commit_ready(self, force: bool = False) -> None:
+        assert self.lanes is not None
+        for key, next_offset in self._offsets.ready().items():
+            self._to_commit[key] = next_offset
+        now = time.monotonic()
+        if not self._to_commit or (not force and now - self._last_commit < COMMIT_EVERY_S):
+            return
+        self._last_commit = now
+        pending, self._to_commit = self._to_commit, {}
+        by_lane: dict[int, dict[int, int]] = {}
+        for (lane, p), next_offset in pending.items():
+            by_lane.setdefault(lane, {})[p] = next_offset
+        for lane, offsets in by_lane.items():
+            await asyncio.to_thread(self.lanes.commit, lane, offsets)
+
+    async def drain(self) -> None:
+        """Wait for every message in flight and commit."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await asyncio.sleep(0)
+        if self.lanes is not None:
+            await self._commit_ready(force=True)
 
     # -- one message ------------------------------------------------------------------------------
 
@@ -352,12 +477,20 @@ class DeliveryWorker:
             await asyncio.sleep(wait_s)
         attempts = 0
         first_try = time.monotonic()
+        marker: asyncio.Future[None] | None = None
         while True:
             attempts += 1
             async with self.concurrency:
                 await self.limiter.acquire()
                 if attempts == 1:
-                    await self._ledger_write(record, SENDING, None, attempts)
+                    # Produced before the send, so it precedes the outcome in the partition.
+                    # Waiting for its ack matters only for at-most-once (on_ambiguous=skip):
+                    # with resend, a lost marker and an unacked one lead to the same resend.
+                    marker = asyncio.ensure_future(
+                        self._ledger_write(record, SENDING, None, attempts)
+                    )
+                    if self.config.on_ambiguous == "skip":
+                        await marker
                 dep_start = time.perf_counter()
                 result = await self.channel.send(out)
                 DEPENDENCY_SECONDS.labels(COMPONENT, self.channel.dependency).observe(
@@ -378,6 +511,8 @@ class DeliveryWorker:
                 result.retry_after_s,
             )
             await asyncio.sleep(min(delay, max(0.0, self.config.retry_budget_s - elapsed)))
+        if marker is not None:
+            await marker
         if result.outcome is Outcome.SENT:
             self.stats.sent += 1
             status = "sent"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from filas.catalog import TopicSpec
 from filas.errors import ConfigurationError
@@ -111,9 +111,10 @@ class LaneConsumer:
     def _revoke_callback(self, index: int) -> Callable[[Any, list[TopicPartition]], None]:
         def on_revoke(_consumer: Any, partitions: list[TopicPartition]) -> None:
             numbers = sorted(p.partition for p in partitions)
-            self._assigned[index].difference_update(numbers)
+            # Listener first: it may still commit what it finished on these partitions.
             if self.listener is not None and numbers:
                 self.listener.on_revoke(index, self.specs[index], numbers)
+            self._assigned[index].difference_update(numbers)
 
         return on_revoke
 
@@ -172,8 +173,13 @@ class LaneConsumer:
         offsets = [
             TopicPartition(name, p, o) for p, o in next_offsets.items() if p in self._assigned[lane]
         ]
-        if offsets:
+        if not offsets:
+            return
+        try:
             self._consumers[lane].commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Partitions lost meanwhile (the group moved on): the next owner replays them.
+            logger.warning("lanes: %s: commit failed: %s", name, exc)
 
     def close(self) -> None:
         for consumer in self._consumers:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,8 +20,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from consumers.delivery.load import campaign_messages, publish_messages
+from consumers.delivery.load import balanced_recipients, campaign_messages, publish_messages
 from consumers.delivery.peers import SmsGatewayFake, SmtpSink
+from consumers.delivery.smtp import message_id_header
 from consumers.delivery.worker import DeliveryWorker
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
@@ -38,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The relay-outage test keeps the relay down this long (the issue's scenario is 30 s).
 RELAY_DOWN_S = float(os.environ.get("FILAS_TEST_RELAY_DOWN_S", "10"))
 DOMAIN = "test.filas"
+WORKER_COMMAND = (sys.executable, "-m", "filas.cli.main", "delivery", "serve", "--channel", "email")
 
 
 @dataclass
@@ -263,3 +268,173 @@ def test_relay_down_then_up_every_message_retried_and_delivered_once(env: Env) -
     assert first_accept - started >= RELAY_DOWN_S
     results = read_all(env, DELIVERY_RESULTS, n)
     assert all(r["status"] == "sent" and r["attempts"] > 1 for r in results)
+
+
+def test_transactional_overtakes_a_bulk_backlog(env: Env) -> None:
+    bulk_n, urgent_n = 5000, 5
+    with SmtpSink() as sink:
+        publish(env, campaign_messages(bulk_n, domain=DOMAIN))
+        # 500/s: the backlog takes 10 s; the urgent messages must not wait for it.
+        settings = smtp_settings(env, sink, rate_per_s=500.0, concurrency=16)
+        urgent_ids: set[str] = set()
+
+        async def run() -> DeliveryWorker:
+            worker = DeliveryWorker(settings, "email", catalog=env.catalog)
+            await worker.start()
+            try:
+                await drive(worker, lambda: sink.count() >= 300, 60)
+                records = list(
+                    campaign_messages(
+                        urgent_n, lane="transactional", domain=DOMAIN, first_recipient=bulk_n
+                    )
+                )
+                urgent_ids.update(message_id_header(r["message_id"], DOMAIN) for r in records)
+                await asyncio.to_thread(publish, env, iter(records))
+                await drive(worker, lambda: urgent_ids <= set(sink.by_message_id()), 30)
+            finally:
+                await worker.close()
+            return worker
+
+        asyncio.run(run())
+        received = sink.by_message_id()
+    bulk_received = sum(1 for mid in received if mid not in urgent_ids)
+    assert urgent_ids <= set(received)
+    assert bulk_received < bulk_n - 2000, "the urgent messages waited for the bulk backlog"
+
+
+def _worker_env(env: Env, sink: SmtpSink, rate: float, concurrency: int) -> dict[str, str]:
+    s = env.settings
+    out = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")} | {
+        "FILAS_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+        "FILAS_KAFKA__SECURITY_PROTOCOL": s.kafka.security_protocol.value,
+        "FILAS_KAFKA__SASL_MECHANISM": s.kafka.sasl_mechanism,
+        "FILAS_REGISTRY__URL": s.registry.url,
+        "FILAS_TOPICS__PREFIX": s.topics.prefix,
+        "FILAS_DELIVERY__SESSION_TIMEOUT_MS": "6000",
+        "FILAS_DELIVERY__BACKOFF_INITIAL_S": "0.2",
+        "FILAS_DELIVERY__BACKOFF_MAX_S": "2",
+        "FILAS_DELIVERY__EMAIL__PORT": str(sink.port),
+        "FILAS_DELIVERY__EMAIL__MESSAGE_ID_DOMAIN": DOMAIN,
+        "FILAS_DELIVERY__EMAIL__RATE_PER_S": str(rate),
+        "FILAS_DELIVERY__EMAIL__CONCURRENCY": str(concurrency),
+    }
+    if s.kafka.sasl_username is not None:
+        out["FILAS_KAFKA__SASL_USERNAME"] = s.kafka.sasl_username
+    if s.kafka.sasl_password is not None:
+        out["FILAS_KAFKA__SASL_PASSWORD"] = s.kafka.sasl_password.get_secret_value()
+    return out
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*WORKER_COMMAND, "--stats-every", "1"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_members(env: Env, members: int, timeout_s: float = 60.0) -> None:
+    """Until every lane group of the e-mail workers is Stable with ``members`` members that
+    hold every partition."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(dict(env.settings.kafka.client_config()))
+    groups = [
+        f"{env.settings.topics.prefix}{env.settings.delivery.group_id}-email.{lane.lane}"
+        for lane in MESSAGE_LANES
+    ]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = True
+        for name, future in admin.describe_consumer_groups(groups).items():
+            group = future.result(10)
+            held = sum(len(m.assignment.topic_partitions) for m in group.members)
+            spec = next(lane for lane in MESSAGE_LANES if name.endswith(f".{lane.lane}"))
+            if len(group.members) != members or held != spec.partitions:
+                ready = False
+        if ready:
+            return
+        assert time.monotonic() < deadline, f"groups {groups} never had {members} members"
+        time.sleep(0.5)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def test_rate_limit_holds_across_three_worker_processes(env: Env, tmp_path: Path) -> None:
+    rate, n = 60.0, 600
+    with SmtpSink() as sink:
+        worker_env = _worker_env(env, sink, rate, concurrency=6)
+        procs = [_spawn(worker_env, tmp_path / f"worker{i}.log") for i in range(3)]
+        try:
+            _wait_members(env, 3)
+            time.sleep(3)  # the cooperative rebalance's second round
+            _wait_members(env, 3)
+            # 50 recipients per partition: each worker (4 partitions of 12) gets a third.
+            numbers = balanced_recipients(n // 12, 12)
+            publish(env, campaign_messages(n, domain=DOMAIN, recipients=numbers))
+            deadline = time.monotonic() + 3 * n / rate + 30
+            while sink.count() < n:
+                assert time.monotonic() < deadline, f"only {sink.count()} of {n} delivered"
+                time.sleep(0.2)
+        finally:
+            _stop(procs)
+        times = sorted(sink.times())
+        counts = sink.by_message_id()
+    assert len(counts) == n
+    assert set(counts.values()) == {1}
+    # While all three workers are busy (the first 90% of the campaign), the group as a whole
+    # sends at the configured rate: each holds a third of the partitions and of the rate.
+    k = int(0.9 * n)
+    j = next(i for i, t in enumerate(times) if t >= times[0] + 1.0)  # after 1 s of warm-up
+    measured = (k - 1 - j) / (times[k - 1] - times[j])
+    assert measured <= rate * 1.05, f"measured {measured:.1f}/s over a limit of {rate}/s"
+    assert measured >= rate * 0.8, f"measured {measured:.1f}/s: the limit starves the group"
+
+
+def test_worker_killed_mid_campaign_every_recipient_gets_one_message(
+    env: Env, tmp_path: Path
+) -> None:
+    rate, n, concurrency = 100.0, 800, 8
+    with SmtpSink() as sink:
+        worker_env = _worker_env(env, sink, rate, concurrency=concurrency)
+        procs = [_spawn(worker_env, tmp_path / f"worker{i}.log") for i in range(2)]
+        try:
+            _wait_members(env, 2)
+            records = list(campaign_messages(n, domain=DOMAIN))
+            publish(env, iter(records))
+            while sink.count() < n // 4:
+                time.sleep(0.05)
+            procs[0].send_signal(signal.SIGKILL)  # mid-batch, mid-send
+            procs[0].wait(10)
+            deadline = time.monotonic() + n / rate + 60
+            while len(sink.by_message_id()) < n:
+                assert time.monotonic() < deadline, f"{len(sink.by_message_id())} of {n}"
+                time.sleep(0.2)
+            time.sleep(2)  # nothing more may arrive
+        finally:
+            _stop(procs)
+        counts = sink.by_message_id()
+        raw = sink.count()
+    expected = {message_id_header(r["message_id"], DOMAIN) for r in records}
+    # As the recipient sees it: every message once (one Message-ID per recipient) ...
+    assert set(counts) == expected
+    # ... and on the wire, a resend only for sends the killed worker had in flight (its
+    # 'sending' entries without an outcome), never for a message whose outcome was recorded.
+    assert raw - n <= concurrency // 2 + 1, f"{raw - n} resends for {concurrency // 2} in flight"
+    results = read_all(env, DELIVERY_RESULTS, n, timeout_s=30)
+    assert {str(r["message_id"]) for r in results if r["status"] == "sent"} == {
+        r["message_id"] for r in records
+    }
