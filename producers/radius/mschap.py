@@ -187,7 +187,7 @@ def decrypt_mppe_key(value: bytes, secret: bytes, request_authenticator: bytes) 
     for i in range(0, len(cipher), 16):
         block = cipher[i : i + 16]
         stream = hashlib.md5(secret + previous).digest()  # noqa: S324 - RFC 2548
-        plain += bytes(c ^ s for c, s in zip(block, stream, strict=True))
+        plain += (int.from_bytes(block) ^ int.from_bytes(stream)).to_bytes(16)
         previous = block
     return bytes(plain[1 : 1 + plain[0]])
 

@@ -202,9 +202,9 @@ class RadiusCodec:
             return False
         raw = request.raw
         vector = raw[4:20] if request.code == ACCESS_REQUEST else bytes(16)
-        mac = hmac.new(request.secret, digestmod="md5")
-        mac.update(raw[:4] + vector + raw[20 : offset + 2] + bytes(16) + raw[offset + 18 :])
-        return hmac.compare_digest(mac.digest(), raw[offset + 2 : offset + 18])
+        signed = raw[:4] + vector + raw[20 : offset + 2] + bytes(16) + raw[offset + 18 :]
+        mac = hmac.digest(request.secret, signed, "md5")
+        return hmac.compare_digest(mac, raw[offset + 2 : offset + 18])
 
     @staticmethod
     def accounting_authenticator_valid(request: RadiusRequest) -> bool:
@@ -245,7 +245,7 @@ class RadiusCodec:
         for i in range(0, len(hidden), 16):
             block = hidden[i : i + 16]
             stream = hashlib.md5(request.secret + last).digest()  # noqa: S324 - RFC 2865
-            clear += bytes(a ^ b for a, b in zip(block, stream, strict=True))
+            clear += (int.from_bytes(block) ^ int.from_bytes(stream)).to_bytes(16)
             last = block
         return hmac.compare_digest(bytes(clear).rstrip(b"\x00"), password.encode())
 
@@ -302,9 +302,8 @@ class RadiusCodec:
         if message_authenticator:
             length = 20 + 18 + len(body)
             header = struct.pack("!BBH", code, request.identifier, length)
-            mac = hmac.new(secret, digestmod="md5")
-            mac.update(header + request.authenticator + _EMPTY_MESSAGE_AUTHENTICATOR + body)
-            body = b"\x50\x12" + mac.digest() + body
+            signed = header + request.authenticator + _EMPTY_MESSAGE_AUTHENTICATOR + body
+            body = b"\x50\x12" + hmac.digest(secret, signed, "md5") + body
         else:
             header = struct.pack("!BBH", code, request.identifier, 20 + len(body))
         response = hashlib.md5(header + request.authenticator + body + secret).digest()  # noqa: S324 - RFC 2865
