@@ -13,10 +13,10 @@ from rich.table import Table
 
 from filas.metrics import serve_metrics
 from filas.monitoring.collector import LagCollector
-from filas.monitoring.report import document
+from filas.monitoring.report import components_document, document
 from filas.monitoring.rules import Finding
 from filas.monitoring.samples import Status
-from filas.monitoring.service import Monitor
+from filas.monitoring.service import Monitor, MonitorPass
 from filas.settings import Settings
 
 
@@ -24,7 +24,27 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}/s"
 
 
-def _render(status: Status, findings: list[Finding]) -> Group:
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _processes(result: MonitorPass) -> Table:
+    """Scraped processes: how busy, mean processing latency, where the time goes."""
+    table = Table("component", "busy", "processed", "mean latency", "waits on", title="processes")
+    for row in components_document(result.components, result.window_s):
+        waits = ", ".join(f"{dep} {_pct(d['share'])}" for dep, d in row["dependencies"].items())
+        latency = row["mean_latency_ms"]
+        table.add_row(
+            row["component"],
+            _pct(row["busy"]),
+            f"{row['processed']:,.0f}",
+            "-" if latency is None else f"{latency:,.2f} ms",
+            waits or "-",
+        )
+    return table
+
+
+def _render(status: Status, findings: list[Finding], result: MonitorPass | None = None) -> Group:
     topics = Table("topic", "partitions", "end offset", "produce", title="topics")
     for t in status.topics:
         topics.add_row(t.topic, str(t.partitions), f"{t.end_offset:,}", _rate(t.produce_rate))
@@ -50,6 +70,8 @@ def _render(status: Status, findings: list[Finding]) -> Group:
         found.add_row(f"[red]{f.rule}[/red]", f.group, topic, evidence, f.fix)
     if not findings:
         found.add_row("[green]none[/green]", "", "", "", "")
+    if result is not None and result.components:
+        return Group(topics, groups, _processes(result), found)
     return Group(topics, groups, found)
 
 
@@ -79,25 +101,29 @@ def status(settings: Settings, as_json: bool, interval: float, once: bool) -> No
         serve_metrics(settings.metrics)
     first = monitor.run_pass()
 
-    def step() -> tuple[Status, list[Finding]]:
+    def step() -> MonitorPass:
         time.sleep(interval)
-        result = monitor.run_pass()
-        return result.status, list(result.findings)
+        return monitor.run_pass()
+
+    def as_document(result: MonitorPass) -> str:
+        return json.dumps(
+            document(result.status, list(result.findings), result.components, result.window_s)
+        )
 
     if once:
-        result, findings = step()
+        result = step()
         if as_json:
-            click.echo(json.dumps(document(result, findings)))
+            click.echo(as_document(result))
         else:
-            Console(width=200).print(_render(result, findings))
+            Console(width=200).print(_render(result.status, list(result.findings), result))
         return
     if as_json:  # one JSON document per line, for scripts that follow the stream
         while True:
-            result, findings = step()
-            click.echo(json.dumps(document(result, findings)))
+            click.echo(as_document(step()))
     with Live(_render(first.status, []), console=Console(width=200)) as live:
         while True:
-            live.update(_render(*step()))
+            result = step()
+            live.update(_render(result.status, list(result.findings), result))
 
 
 COMMANDS: list[click.Command] = [status]

@@ -20,6 +20,7 @@ Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 
 PROCESSING_SUM = "filas_processing_seconds_sum"
+PROCESSING_COUNT = "filas_processing_seconds_count"
 DEPENDENCY_SUM = "filas_dependency_seconds_sum"
 
 
@@ -56,11 +57,21 @@ class ComponentTimes:
     component: str
     processing_s: float
     dependencies: Mapping[str, float]
+    processed: float = 0.0
+    """Observations of the processing histogram (events, batches or passes, by stage)."""
+
+    def busy(self, window_s: float) -> float | None:
+        """Processing seconds per wall second (1.0: one thread never idle)."""
+        return self.processing_s / window_s if window_s > 0 else None
+
+    def mean_latency_s(self) -> float | None:
+        return self.processing_s / self.processed if self.processed > 0 else None
 
 
 def component_times(samples: Iterable[Samples]) -> dict[str, ComponentTimes]:
     """Cumulative processing / dependency seconds per component, over one or more scrapes."""
     processing: dict[str, float] = {}
+    processed: dict[str, float] = {}
     deps: dict[str, dict[str, float]] = {}
     for scraped in samples:
         for (name, labels), value in scraped.items():
@@ -70,11 +81,13 @@ def component_times(samples: Iterable[Samples]) -> dict[str, ComponentTimes]:
                 continue
             if name == PROCESSING_SUM:
                 processing[component] = processing.get(component, 0.0) + value
+            elif name == PROCESSING_COUNT:
+                processed[component] = processed.get(component, 0.0) + value
             elif name == DEPENDENCY_SUM and "dependency" in label:
                 per = deps.setdefault(component, {})
                 per[label["dependency"]] = per.get(label["dependency"], 0.0) + value
     return {
-        c: ComponentTimes(c, processing.get(c, 0.0), deps.get(c, {}))
+        c: ComponentTimes(c, processing.get(c, 0.0), deps.get(c, {}), processed.get(c, 0.0))
         for c in sorted(set(processing) | set(deps))
     }
 
@@ -98,5 +111,6 @@ def window(
                 dep: delta(then.dependencies.get(dep) if then else None, seconds)
                 for dep, seconds in now.dependencies.items()
             },
+            delta(then.processed if then else None, now.processed),
         )
     return out

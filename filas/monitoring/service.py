@@ -44,6 +44,9 @@ class MonitorPass:
     findings: tuple[Finding, ...]
     published: int = 0
     errors: tuple[str, ...] = ()
+    components: tuple[ComponentTimes, ...] = ()
+    """Scraped processes' time in the last scrape window (empty without scrape URLs)."""
+    window_s: float | None = None
     """Scrapes that failed and a publish that failed, in words (the pass itself succeeded)."""
 
 
@@ -88,9 +91,11 @@ class Monitor:
         self._times_at = 0.0
         self.last: MonitorPass | None = None
 
-    def _dependency_pass(self) -> tuple[list[Finding], list[str]]:
+    def _dependency_pass(
+        self,
+    ) -> tuple[list[Finding], list[str], tuple[ComponentTimes, ...], float | None]:
         if not self._urls:
-            return [], []
+            return [], [], (), None
         scraped: list[Samples] = []
         errors: list[str] = []
         for url in self._urls:
@@ -102,12 +107,14 @@ class Monitor:
         now = self._clock()
         times = component_times(scraped)
         findings: list[Finding] = []
+        windowed: tuple[ComponentTimes, ...] = ()
+        seconds: float | None = None
         if self._times is not None:
-            findings = dependency_findings(
-                window(self._times, times).values(), now - self._times_at, self._thresholds
-            )
+            seconds = now - self._times_at
+            windowed = tuple(window(self._times, times).values())
+            findings = dependency_findings(windowed, seconds, self._thresholds)
         self._times, self._times_at = times, now
-        return findings, errors
+        return findings, errors, windowed, seconds
 
     def _publish(
         self, current: Snapshot, status: Status, findings: list[Finding]
@@ -137,7 +144,7 @@ class Monitor:
         status = compute_status(self._previous, current)
         findings = evaluate(status.groups, self._peaks.values, self._thresholds)
         self._peaks.update(status)
-        dependency, errors = self._dependency_pass()
+        dependency, errors, components, window_s = self._dependency_pass()
         findings.extend(dependency)
         # The live view never waits on the history: gauges and the page first, then events.
         self.metrics.update(status, findings)
@@ -145,7 +152,9 @@ class Monitor:
         if publish_error is not None:
             errors.append(publish_error)
         self._previous = current
-        result = MonitorPass(status, tuple(findings), published, tuple(errors))
+        result = MonitorPass(
+            status, tuple(findings), published, tuple(errors), components, window_s
+        )
         self.last = result
         PROCESSING_SECONDS.labels(COMPONENT, "pass").observe(time.perf_counter() - started)
         return result

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from filas.monitoring.history_store import HistoryPoint
-from filas.monitoring.report import document
+from filas.monitoring.report import components_document, document
 from filas.monitoring.service import MonitorPass
 
 log = logging.getLogger("filas.monitoring.web")
@@ -102,6 +102,31 @@ def _clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
 
 
+def _processes_table(last: MonitorPass) -> str:
+    rows = [
+        '<h2>Processes</h2><table id="processes"><tr><th>component</th><th>busy</th>'
+        "<th>processed</th><th>mean latency</th><th>waits on</th></tr>"
+    ]
+    for row in components_document(last.components, last.window_s):
+        waits = ", ".join(
+            f"{escape(dep)} {_share(d['share'])}" for dep, d in row["dependencies"].items()
+        )
+        latency = row["mean_latency_ms"]
+        shown = "-" if latency is None else f"{latency:,.2f} ms"
+        name = escape(row["component"])
+        rows.append(
+            f'<tr data-component="{name}"><td>{name}</td><td>{_share(row["busy"])}</td>'
+            f"<td>{row['processed']:,.0f}</td><td>{shown}</td>"
+            f'<td class="text">{waits or "-"}</td></tr>'
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def render_page(
     last: MonitorPass | None, history: Sequence[HistoryPoint], history_error: str | None
 ) -> str:
@@ -128,6 +153,8 @@ def render_page(
         if not last.findings:
             body.append('<tr><td colspan="4" class="text">none</td></tr>')
         body.append("</table>")
+        if last.components:
+            body.append(_processes_table(last))
         body.append(
             '<h2>Consumer groups</h2><table id="groups"><tr><th>group</th><th>topic</th>'
             "<th>state</th><th>members/partitions</th><th>lag</th><th>lag rate</th>"
@@ -205,7 +232,9 @@ class StatusPage:
         if last is None:
             return web.json_response({"waiting": True, "at": time.time()})
         return web.Response(
-            text=json.dumps(document(last.status, list(last.findings))),
+            text=json.dumps(
+                document(last.status, list(last.findings), last.components, last.window_s)
+            ),
             content_type="application/json",
         )
 

@@ -263,6 +263,9 @@ def test_stopped_consumer_lag_history_findings_and_status_page(
         assert int(row.group(1)) == expected_lag
         assert f'<td class="lag">{expected_lag:,}</td>' in dom
         assert f'data-rule="group_stalled" data-group="{group}"' in dom
+        mailer_row = re.search(r'<tr data-component="test-mailer">(.*?)</tr>', dom)
+        assert mailer_row is not None, dom[:3000]
+        assert re.search(r"smtp (8\d|9\d)%", mailer_row.group(1)), mailer_row.group(1)
         points = re.findall(
             rf'<circle class="point"[^>]*data-group="{re.escape(group)}" data-t="(\d+)" '
             r'data-v="([\d.]+)"',

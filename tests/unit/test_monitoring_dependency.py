@@ -13,6 +13,7 @@ from filas.catalog import Catalog
 from filas.catalog.monitoring import FINDINGS, LAG_SAMPLES
 from filas.catalog.spec import TopicSpec
 from filas.errors import DeliveryError
+from filas.monitoring.report import document
 from filas.monitoring.rules import Thresholds, dependency_findings
 from filas.monitoring.samples import GroupOffsets, Snapshot
 from filas.monitoring.scrape import (
@@ -58,11 +59,14 @@ def test_thresholds_are_configurable_and_share_is_capped() -> None:
     assert dependency_findings([_times("sink", 1.0, clickhouse=1.0)], 0.0, t) == []
 
 
-def _exposition(processing: float, waits: Mapping[str, float], component: str = "sink") -> str:
+def _exposition(
+    processing: float, waits: Mapping[str, float], component: str = "sink", events: int = 1
+) -> str:
     registry = CollectorRegistry()
     proc = Histogram("filas_processing_seconds", "p", ["component", "stage"], registry=registry)
     dep = Histogram("filas_dependency_seconds", "d", ["component", "dependency"], registry=registry)
-    proc.labels(component, "flush").observe(processing * 0.75)
+    for _ in range(events):
+        proc.labels(component, "flush").observe(processing * 0.75 / events)
     proc.labels(component, "decode").observe(processing * 0.25)
     for name, seconds in waits.items():
         dep.labels(component, name).observe(seconds)
@@ -123,7 +127,7 @@ def test_monitor_pass_publishes_valid_lag_samples_and_findings() -> None:
     clock = iter([100.0, 110.0])
     scrapes: list[Samples] = [
         parse_metrics(_exposition(1.0, {"smtp": 0.9}, "mailer")),
-        parse_metrics(_exposition(9.0, {"smtp": 8.5}, "mailer")),
+        parse_metrics(_exposition(9.0, {"smtp": 8.5}, "mailer", events=7)),
     ]
     monitor = Monitor(
         _Snapshots([_snap(0, 100, 40), _snap(10, 300, 40)]),
@@ -138,6 +142,17 @@ def test_monitor_pass_publishes_valid_lag_samples_and_findings() -> None:
     second = monitor.run_pass()
     rules = {(f.rule, f.group) for f in second.findings}
     assert rules == {("group_stalled", "p-worker"), ("dependency", "mailer")}
+    # The window's numbers, as `filas status` and the page show them.
+    [row] = document(second.status, list(second.findings), second.components, second.window_s)[
+        "components"
+    ]
+    assert row["component"] == "mailer"
+    assert row["window_s"] == 10.0
+    assert row["processing_s"] == pytest.approx(8.0)
+    assert row["processed"] == 6  # 7 flushes + 1 decode, minus the first scrape's 2
+    assert row["busy"] == pytest.approx(0.8)
+    assert row["mean_latency_ms"] == pytest.approx(8000.0 / 6)
+    assert row["dependencies"]["smtp"]["share"] == pytest.approx(7.6 / 8.0)
 
     lag_topic, findings_topic = catalog.resolve(LAG_SAMPLES).name, catalog.resolve(FINDINGS).name
     lag = [r for t, r in publisher.sent if t == lag_topic]
