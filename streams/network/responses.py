@@ -1,13 +1,18 @@
 """Automatic responses to outage alerts, as ``ixc.filas.network.OutageResponse`` records. Pure.
 
 Per alert (configurable per root device type, ``FILAS_PING__RESPONSES``):
-- open of a down/flapping alert: NOC_NOTIFY, TICKET, PAUSE_MARKETING (every affected login) and
-  one SUBSCRIBER_NOTICE per affected login;
-- update: SUBSCRIBER_NOTICE and PAUSE_MARKETING for logins not yet covered (never twice for one
-  login in one outage; an alert merged into a new root carries its logins over);
-- resolve: RESUME_MARKETING for every paused login and a closing NOC_NOTIFY.
-Degraded alerts only notify the NOC. Every response id is a UUIDv5 of the alert, the kind and the
-login (or the alert event), so a replayed decision carries the same id and consumers deduplicate.
+- open of a down/flapping alert: NOC_NOTIFY, TICKET, PAUSE_MARKETING and one SUBSCRIBER_NOTICE per
+  affected login;
+- update that adds logins: SUBSCRIBER_NOTICE for each new one (never twice for one login in one
+  outage) and PAUSE_MARKETING again;
+- resolve: RESUME_MARKETING and a closing NOC_NOTIFY.
+PAUSE_MARKETING always carries EVERY login held for the alert so far (consumers replace the
+alert's hold with it); RESUME_MARKETING releases the alert's hold. An alert merged into a new
+root's alert gets its RESUME_MARKETING, and the new alert's first PAUSE_MARKETING holds the merged
+logins too: holds are per alert, so the two may be applied in either order (they are keyed by
+different roots). Noticed logins carry over to the new alert: no second notice. Degraded alerts
+only notify the NOC. Every response id is a UUIDv5 of the alert, the kind and the login (or the
+alert event), so a replayed decision carries the same id.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class _Covered:
     paused: set[str] = field(default_factory=set)
     ticketed: bool = False
     notified: bool = False
+    pause_sent: bool = False
 
 
 class ResponsePlanner:
@@ -69,10 +75,12 @@ class ResponsePlanner:
             covered.ticketed = True
             out.append(self._record(event, "TICKET", logins=sorted(event.affected_login_ids)))
         if "PAUSE_MARKETING" in kinds:
-            fresh = sorted(event.affected_login_ids - covered.paused)
-            if fresh:
+            fresh = event.affected_login_ids - covered.paused
+            if fresh or (covered.paused and not covered.pause_sent):
                 covered.paused.update(fresh)
-                out.append(self._record(event, "PAUSE_MARKETING", logins=fresh, tag=event.event_id))
+                covered.pause_sent = True
+                held = sorted(covered.paused)
+                out.append(self._record(event, "PAUSE_MARKETING", logins=held, tag=event.event_id))
         if "SUBSCRIBER_NOTICE" in kinds:
             for login in sorted(event.affected_login_ids - covered.noticed):
                 covered.noticed.add(login)
@@ -81,13 +89,19 @@ class ResponsePlanner:
 
     def _resolve(self, event: AlertEvent, kinds: frozenset[str]) -> list[dict[str, Any]]:
         covered = self._covered.pop(event.alert_id, None) or _Covered()
+        out: list[dict[str, Any]] = []
         if event.merged_into is not None:
             carried = self._carry.setdefault(event.merged_into, _Covered())
             carried.noticed |= covered.noticed
             carried.paused |= covered.paused
-            return []
-        out: list[dict[str, Any]] = []
-        if covered.paused:
+            if covered.pause_sent:
+                out.append(
+                    self._record(
+                        event, "RESUME_MARKETING", logins=sorted(covered.paused), ended=True
+                    )
+                )
+            return out
+        if covered.pause_sent:
             out.append(
                 self._record(event, "RESUME_MARKETING", logins=sorted(covered.paused), ended=True)
             )
@@ -108,6 +122,7 @@ class ResponsePlanner:
             covered.noticed.update(logins)
         elif kind == "PAUSE_MARKETING":
             covered.paused.update(logins)
+            covered.pause_sent = True
         elif kind == "TICKET":
             covered.ticketed = True
         elif kind == "NOC_NOTIFY":
