@@ -491,3 +491,54 @@ def test_optional_prometheus_rules_use_real_metrics_and_runbooks() -> None:
             headings = re.findall(r"^## (.+)$", runbooks, re.M)
             assert anchor in {h.lower().replace(" ", "-") for h in headings}, anchor
     assert len(alerts) == len(set(alerts)) >= 4
+
+
+def _strict(schema: Any) -> Any:
+    """Refuse unknown fields wherever the CRD lists properties and does not preserve unknowns."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def _crd_validator(name: str) -> Any:
+    import json
+
+    import jsonschema
+
+    schema = json.loads((DEPLOY / "crd-schemas" / name).read_text(encoding="utf-8"))
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def test_keda_resources_validate_against_the_keda_crds(builds: dict[str, list[Manifest]]) -> None:
+    validators = {
+        "ScaledObject": _crd_validator("keda/scaledobject-v1alpha1.json"),
+        "TriggerAuthentication": _crd_validator("keda/triggerauthentication-v1alpha1.json"),
+    }
+    checked = 0
+    for name, doc in _all(builds):
+        validator = validators.get(doc["kind"])
+        if validator is None:
+            continue
+        errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
+        assert not errors, f"{name}: {doc['kind']}/{doc['metadata']['name']}: {errors}"
+        checked += 1
+    assert checked >= 6
+    broken = copy.deepcopy(next(d for d in build(DEPLOY / "base") if d["kind"] == "ScaledObject"))
+    broken["spec"]["maxReplicasCount"] = broken["spec"].pop("maxReplicaCount")
+    assert list(validators["ScaledObject"].iter_errors(broken)), "a misspelt field must fail"
+
+
+def test_prometheus_rules_validate_against_the_operator_crd() -> None:
+    validator = _crd_validator("prometheus-operator/prometheusrule-v1.json")
+    (rule,) = build(DEPLOY / "optional/prometheus-rules")
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(rule)]
+    assert not errors
