@@ -73,6 +73,7 @@ def message_record(
         "lane": lane or campaign.lane,
         "not_before": message.not_before_ms,
         "expires_at": None,
+        "purpose": campaign.purpose,
     }
 
 

@@ -35,6 +35,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from filas.errors import FilasError
+from streams.campaigns.consent import OPT_OUT, skip_reason
 from streams.campaigns.state import ContractEntry, CustomerEntry, SubscriberState
 
 DAY_MS = 86_400_000
@@ -473,16 +474,15 @@ def plan_campaign(
                     campaign.window_end_min,
                 )
             for channel in sorted(campaign.channels):
-                if opt_out is not None and channel in opt_out.channels:
+                refused = skip_reason(
+                    campaign.purpose, channel, customer.marketing_consent, opt_out
+                )
+                if refused == OPT_OUT:
                     counts.skipped_opt_out += 1
                     continue
-                if campaign.purpose == "marketing":
-                    if opt_out is not None and opt_out.marketing:
-                        counts.skipped_opt_out += 1
-                        continue
-                    if not customer.marketing_consent:
-                        counts.skipped_no_consent += 1
-                        continue
+                if refused is not None:
+                    counts.skipped_no_consent += 1
+                    continue
                 address = (
                     normalize_email(customer.email)
                     if channel == EMAIL

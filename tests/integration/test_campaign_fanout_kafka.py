@@ -269,6 +269,7 @@ def test_counts_consent_opt_out_quiet_hours_and_frequency_cap(env: Env, reader: 
         assert m["not_before"] > datetime.now(UTC)
         assert m["message_id"] == uuid.UUID(message_id(pid, m["recipient_id"], m["channel"]))
     assert sent[0]["body"].endswith("fatura de R$ 119,90")
+    assert {m["purpose"] for m in sent} == {"marketing"}
     # A second capped campaign in the same lane: everyone already got one sms/e-mail today.
     again = campaign(
         channels=["sms"],

@@ -72,6 +72,7 @@ def test_fans_out_in_batches_with_progress_until_done() -> None:
     rec = message_record(engine.runs[cid].spec, ports.published[0][1], NOON_SP)  # type: ignore[arg-type]
     assert rec["envelope"]["event_id"] == rec["message_id"]
     assert rec["lane"] == "bulk"
+    assert rec["purpose"] == "marketing"
     assert rec["recipient_id"] == "1"
 
 
