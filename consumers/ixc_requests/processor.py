@@ -33,6 +33,7 @@ from consumers.ixc_requests.status_view import (
     DONE,
     FAILED,
     FINAL,
+    QUEUED,
     RUNNING,
     StatusView,
 )
@@ -120,9 +121,7 @@ class RequestProcessor:
         if current is not None and current["state"] in FINAL:
             self.stats.duplicates += 1
             if self._view.last_raw_state(request_id) != current["state"]:
-                # A late QUEUED (second ingress instance) is the topic's last word: put the
-                # real state back on top so compaction keeps it.
-                await self._emit(dict(current, envelope=self._envelope(request_id)))
+                await self.reassert(current)
             return str(current["state"])
         done = self._running[request_id] = asyncio.Event()
         try:
@@ -132,6 +131,24 @@ class RequestProcessor:
             done.set()
             del self._running[request_id]
             self.stats.handled += 1
+
+    async def reassert(self, record: Mapping[str, Any]) -> None:
+        """A late QUEUED is the topic's last word for this request: put the real state back on
+        top so compaction keeps it (skipped when a newer worker state already followed)."""
+        request_id = str(record["request_id"])
+        # Read again now: the snapshot may be older than what this worker emitted since. A
+        # RUNNING request needs nothing: its worker's final state comes after the QUEUED.
+        current = self._view.get(request_id)
+        if (
+            current is None
+            or current["state"] not in (DONE, FAILED, DEAD_LETTERED)
+            or self._view.last_raw_state(request_id) != QUEUED
+        ):
+            return
+        try:
+            await self._emit(dict(current, envelope=self._envelope(request_id)))
+        except FilasError as exc:
+            log.warning("ixc request %s: state not re-asserted: %s", request_id, exc.code)
 
     async def _run(
         self, request: Mapping[str, Any], attempts: int, dead_letter: DeadLetterSink

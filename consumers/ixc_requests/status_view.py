@@ -2,10 +2,11 @@
 
 A daemon thread reads every partition of the compacted status topic from the beginning and
 keeps the latest record per request id, with one rule: ``QUEUED`` (written only by an ingress)
-never replaces a state written by a worker. Two ingress instances accepting the same
-Idempotency-Key both write ``QUEUED``; the second may land after the worker's ``DONE``
-(docs/decisions/0081). ``last_raw_state`` keeps what the topic really ends with, so a worker can
-re-assert the true state after compaction would otherwise keep the stale ``QUEUED``.
+never replaces a state written by a worker. The ingress writes ``QUEUED`` and the request at
+the same time, and two ingress instances accepting the same Idempotency-Key both write
+``QUEUED``: either may land after a worker's state (docs/decisions/0081). ``last_raw_state``
+keeps what the topic really ends with and ``on_stale`` tells a worker, which re-emits the true
+state so compaction keeps it, not the stale ``QUEUED``.
 
 Writers also ``put`` their own records as soon as the broker acknowledged them, so a client
 reading its status from the instance that accepted the request never sees it missing.
@@ -46,16 +47,23 @@ class StatusView:
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
         self._raw_state: dict[str, str] = {}
+        # Called (outside the lock) with the kept record when a QUEUED lands over a worker's
+        # state: a worker re-emits it so the topic ends with the real state again.
+        self.on_stale: Callable[[dict[str, Any]], None] | None = None
 
     def put(self, record: Mapping[str, Any]) -> None:
         request_id = str(record["request_id"])
         state = str(record["state"])
+        stale = None
         with self._lock:
             self._raw_state[request_id] = state
             current = self._records.get(request_id)
             if state == QUEUED and current is not None and current["state"] != QUEUED:
-                return
-            self._records[request_id] = dict(record)
+                stale = dict(current)
+            else:
+                self._records[request_id] = dict(record)
+        if stale is not None and self.on_stale is not None:
+            self.on_stale(stale)
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:

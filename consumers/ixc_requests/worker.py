@@ -84,6 +84,12 @@ class RequestWorker:
         self._consumers: list[tuple[TopicSpec, Any]] = []
         self._tracker = OffsetTracker()
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _reassert(self, record: dict[str, Any]) -> None:
+        task = asyncio.create_task(self.processor.reassert(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _emit_status(self, status: Mapping[str, Any]) -> None:
         assert self._producer is not None
@@ -104,6 +110,12 @@ class RequestWorker:
                 retriable=True,
             )
         log.info("ixc requests: ledger holds %d requests", len(self.tail.view))
+        loop = asyncio.get_running_loop()
+
+        def reassert(record: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(self._reassert, record)
+
+        self.tail.view.on_stale = reassert
         for spec in self._lanes:
             conf = dict(self.settings.kafka.client_config()) | {
                 "group.id": f"{self.settings.topics.prefix}{ingress.worker_group_id}.{spec.lane}",

@@ -7,8 +7,8 @@ Routes (spec: ``GET /openapi.json``, kept in the repo as ``producers/ingress/ope
 - ``GET  /v1/requests/{id}``       Bearer token; the request's state, only for its own client
 - ``GET  /healthz``, ``GET /metrics``
 
-Accepting a request = ``QUEUED`` on ``requests.status`` acknowledged, then the request on its
-lane acknowledged, then 202 (docs/decisions/0081). A bad request gets a 4xx JSON error body
+Accepting a request = ``QUEUED`` on ``requests.status`` and the request on its lane, both
+acknowledged by the broker, then 202 (docs/decisions/0081). A bad request gets a 4xx JSON error body
 ``{"error": {"code", "message", "field"?}}`` and nothing is enqueued.
 """
 
@@ -61,7 +61,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Publisher(Protocol):
-    """Puts the QUEUED status and then the request on the broker; returns after both acks."""
+    """Puts the QUEUED status and the request on the broker; returns after both acks."""
 
     async def publish(self, status: Mapping[str, Any], request: Mapping[str, Any]) -> None: ...
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
-    """QUEUED status first, then the request on its lane; each awaited until acks=all."""
+    """The QUEUED status and the request on its lane, both awaited until acks=all."""
 
     def __init__(self, producer: AsyncEventProducer, catalog: Catalog) -> None:
         self._producer = producer
@@ -34,8 +34,11 @@ class KafkaPublisher:
         lane = self._lanes[str(request["lane"])]
         with_timer = DEPENDENCY_SECONDS.labels(component=COMPONENT, dependency="kafka")
         with with_timer.time():
-            await self._producer.emit(self._status, status)
-            await self._producer.emit(lane, request)
+            # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
+            # (docs/decisions/0081: views rank it lowest, workers re-assert over it).
+            await asyncio.gather(
+                self._producer.emit(self._status, status), self._producer.emit(lane, request)
+            )
         EVENTS_OUT.labels(component=COMPONENT, topic=lane.name).inc()
 
     async def publish_status(self, status: Mapping[str, Any]) -> None:
@@ -49,6 +52,9 @@ class IngressService:
         self.settings = settings
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
         serdes = build_serdes(settings)
+        # Accept latency is two acks: the ingress's producer lingers less than the default.
+        fast = settings.kafka.model_copy(update={"linger_ms": settings.ingress.producer_linger_ms})
+        settings = settings.model_copy(update={"kafka": fast})
         status_spec = self.catalog.resolve(REQUEST_STATUS)
         self.tail = StatusTail(settings.kafka, status_spec, serdes(status_spec).deserialize)
         self.producer = AsyncEventProducer(

@@ -275,23 +275,29 @@ def dlq_keys_and_values(env: Env) -> bytes:
 
 def test_worker_killed_mid_request_gives_exactly_one_effect(env: Env) -> None:
     sim = env.sim
-    # The IXC call hangs 3 s (past the 1 s client timeout: the worker would retry anyway);
+    # Every IXC call hangs 8 s (past the 1 s client timeout) and is applied when it wakes;
     # the worker is killed -9 while it waits, then a new worker takes over the request.
-    sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=3.0))
+    sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"] * 3, slow_s=8.0))
+    before = sim.sim.requests["fn_areceber_baixa"]
     with env.api() as client:
         r = submit(client, {"type": "payment_confirmation", "params": {
             "contract_id": "12", "amount": "89.90", "method": "pix"}})  # fmt: skip
         request_id = r.json()["request_id"]
+        # The simulator counts a call when it arrives (writes.calls counts it once answered).
         deadline = time.monotonic() + 20
-        while sim.sim.writes.calls[request_id] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert sim.sim.writes.calls[request_id] == 1
+        while sim.sim.requests["fn_areceber_baixa"] == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sim.sim.requests["fn_areceber_baixa"] == before + 1
         env.worker.kill()
-        assert wait_state(client, request_id, {"running"})["attempts"] == 1
+        sim.call(setattr, sim.sim, "faults", FaultPlan())
+        assert wait_state(client, request_id, {"running"})["attempts"] >= 1
         env.worker = env.start_worker("worker-2")
         done = wait_state(client, request_id, FINAL, timeout_s=60)
     assert done["state"] == "done"
-    time.sleep(2.0)  # the first (slow) call has finished on the simulator by now
+    deadline = time.monotonic() + 15
+    while sim.sim.writes.calls[request_id] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     assert sim.sim.writes.calls[request_id] >= 2
     assert sim.sim.writes.effects[request_id] == 1
     payments = [

@@ -195,3 +195,23 @@ def test_simulator_writes_apply_once_per_request_id() -> None:
     isp.block_contract("4", "FA")
     api.apply("fn_areceber_baixa", {"id_contrato": "4", "valor": "89.90"})
     assert isp.get("cliente_contrato", "4")["status_internet"] == "A"
+
+
+async def test_a_late_queued_is_reported_and_reasserted_once() -> None:
+    h = Harness([])
+    stale: list[dict[str, Any]] = []
+    h.view.on_stale = stale.append
+    assert await h.run(request()) == "DONE"
+    h.view.put({**request(), "state": "QUEUED", "attempts": 0})
+    assert [s["state"] for s in stale] == ["DONE"]
+    await h.processor.reassert(stale[0])
+    await h.processor.reassert(stale[0])
+    assert [s["state"] for s in h.statuses].count("DONE") == 2
+    # A stale RUNNING snapshot is never emitted over a later state.
+    await h.processor.reassert({**stale[0], "state": "RUNNING"})
+    h.view.put({**request(), "state": "QUEUED", "attempts": 0})
+    await h.processor.reassert({**stale[0], "state": "RUNNING"})
+    assert [s["state"] for s in h.statuses][-1] == "DONE"
+    record = h.view.get("r-1")
+    assert record is not None
+    assert record["state"] == "DONE"
