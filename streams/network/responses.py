@@ -110,23 +110,39 @@ class ResponsePlanner:
         return out
 
     def restore(self, record: Mapping[str, Any]) -> None:
-        """Replay one ``net.responses`` record (oldest first) at start-up."""
+        """Replay one ``net.responses`` record (oldest first) at start-up; then ``restore_merge``
+        for every merge read back from ``net.alerts`` and ``retain`` the open alerts."""
         alert_id = str(record["alert_id"])
         kind = str(record["kind"])
-        if kind == "RESUME_MARKETING" or (kind == "NOC_NOTIFY" and record.get("outage_ended_at")):
-            self._covered.pop(alert_id, None)
-            return
         covered = self._covered.setdefault(alert_id, _Covered())
         logins: Iterable[str] = record.get("login_ids") or ()
         if kind == "SUBSCRIBER_NOTICE":
             covered.noticed.update(logins)
         elif kind == "PAUSE_MARKETING":
-            covered.paused.update(logins)
+            covered.paused = set(logins)
             covered.pause_sent = True
+        elif kind == "RESUME_MARKETING":
+            covered.paused = set()
+            covered.pause_sent = False
         elif kind == "TICKET":
             covered.ticketed = True
         elif kind == "NOC_NOTIFY":
             covered.notified = True
+
+    def restore_merge(self, alert_id: str, merged_into: str) -> None:
+        """Alert ``alert_id`` was folded into ``merged_into``: who it noticed stays noticed."""
+        old = self._covered.pop(alert_id, None)
+        if old is None:
+            return
+        target = self._covered.get(merged_into) or self._carry.setdefault(merged_into, _Covered())
+        target.noticed |= old.noticed
+
+    def retain(self, open_alert_ids: Iterable[str]) -> None:
+        """Forget what was recovered for alerts that are no longer open."""
+        keep = set(open_alert_ids)
+        for table in (self._covered, self._carry):
+            for alert_id in [a for a in table if a not in keep]:
+                del table[alert_id]
 
     def _record(
         self,

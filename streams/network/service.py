@@ -252,6 +252,12 @@ class AlertService:
             return
         self.engine.upsert_device(device_info(record))
 
+    def _restore_alert(self, record: dict[str, Any]) -> None:
+        event = alert_event(record)
+        self.engine.restore(event)
+        if event.merged_into is not None:
+            self.planner.restore_merge(event.alert_id, event.merged_into)
+
     def start(self, timeout_s: float = 60.0) -> None:
         ends: dict[int, int] = {}
         n = read_to_end(
@@ -263,14 +269,6 @@ class AlertService:
             ends=ends,
         )
         since = int((time.time() - self.settings.ping.recovery_lookback_s) * 1000)
-        alerts = read_to_end(
-            self.settings,
-            self._alerts,
-            self._serdes,
-            lambda _k, r: self.engine.restore(alert_event(r)) if r is not None else None,
-            since_ms=since,
-            timeout_s=timeout_s,
-        )
         responses = read_to_end(
             self.settings,
             self._responses,
@@ -279,6 +277,15 @@ class AlertService:
             since_ms=since,
             timeout_s=timeout_s,
         )
+        alerts = read_to_end(
+            self.settings,
+            self._alerts,
+            self._serdes,
+            lambda _k, r: self._restore_alert(r) if r is not None else None,
+            since_ms=since,
+            timeout_s=timeout_s,
+        )
+        self.planner.retain(a.alert_id for a in self.engine.alerts.values())
         logger.info(
             "alerting: %d devices, %d alert events (%d open), %d responses recovered",
             n,

@@ -349,3 +349,41 @@ def test_restored_planner_does_not_notice_twice() -> None:
     for r in records:
         restored.restore(r)
     assert restored.plan(net.events[0]) == []
+
+
+def test_restart_in_a_merged_outage_never_notices_twice() -> None:
+    """ONU alert (with notices) merged into the OLT's; the processor restarts mid-outage, reads
+    net.responses and net.alerts back, and the OLT alert's next update notices nobody again."""
+    settings = SETTINGS.model_copy(
+        update={"responses": {**SETTINGS.responses, "ONU": ["SUBSCRIBER_NOTICE"]}}
+    )
+    net = Net(settings)
+    healthy(net)
+    for _ in range(3):
+        net.round(["pop-1", "olt-1", "onu-1", "onu-2"], ["onu-0"])
+    net.round(["pop-1"], ["olt-1", "onu-0", "onu-1"])  # onu-2 still answers for now
+    net.round(["pop-1"], ["olt-1", "onu-0", "onu-1"])
+    net.round(["pop-1"], ["olt-1", "onu-0", "onu-1"])
+    planner = ResponsePlanner(settings.responses)
+    written = [r for e in net.events for r in planner.plan(e)]
+    assert sorted(r["login_id"] for r in written if r["kind"] == "SUBSCRIBER_NOTICE") == [
+        "L0",
+        "L1",
+        "L8",
+        "L9",
+    ]
+    # Restart: responses first, then alerts (merges), then keep only open alerts.
+    fresh = ResponsePlanner(settings.responses)
+    for r in written:
+        fresh.restore(r)
+    engine = AlertEngine(settings)
+    for e in net.events:
+        engine.restore(e)
+        if e.merged_into is not None:
+            fresh.restore_merge(e.alert_id, e.merged_into)
+    fresh.retain(a.alert_id for a in engine.alerts.values())
+    # onu-2 dies too: an update adds L2 only.
+    for _ in range(3):
+        net.round(["pop-1"], OLT_TREE)
+    later = [r for e in net.events[-3:] for r in fresh.plan(e) if e.action == "update"]
+    assert [r["login_id"] for r in later if r["kind"] == "SUBSCRIBER_NOTICE"] == ["L2"]
