@@ -290,8 +290,10 @@ def test_clickhouse_installation(builds: dict[str, list[Manifest]]) -> None:
         assert wanted["podTemplate"] in {t["name"] for t in templates["podTemplates"]}
         claims = {t["name"] for t in templates["volumeClaimTemplates"]}
         assert wanted["dataVolumeClaimTemplate"] in claims
-        secret_ref = chi["spec"]["configuration"]["users"]["filas/k8s_secret_password"]
-        assert secret_ref == "filas-clickhouse/password"
+        password = chi["spec"]["configuration"]["users"]["filas/password"]
+        assert password == {
+            "valueFrom": {"secretKeyRef": {"name": "filas-clickhouse", "key": "password"}}
+        }
 
 
 # --- references between manifests ---------------------------------------------------------------
