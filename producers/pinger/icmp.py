@@ -54,7 +54,21 @@ class IcmpUnavailableError(FilasError):
 
 class _Icmpv4Socket(ICMPv4Socket):  # type: ignore[misc]  # icmplib is untyped
     """icmplib's socket with the RFC 1071 checksum summed by ``struct`` (a Python byte loop
-    upstream: a quarter of the CPU of a probe). Same result, checked in tests."""
+    upstream: a quarter of the CPU of a probe; same result, checked in tests), and TTL / TOS set
+    once instead of by two setsockopt calls per packet."""
+
+    _ttl: int | None = None
+    _tos: int | None = None
+
+    def _set_ttl(self, ttl: int) -> None:
+        if ttl != self._ttl:
+            super()._set_ttl(ttl)
+            self._ttl = ttl
+
+    def _set_traffic_class(self, traffic_class: int) -> None:
+        if traffic_class != self._tos:
+            super()._set_traffic_class(traffic_class)
+            self._tos = traffic_class
 
     def _checksum(self, data: bytes) -> int:
         if len(data) % 2:

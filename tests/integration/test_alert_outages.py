@@ -7,6 +7,7 @@ splitter without IP (two logins). Rounds every 0.3 s, down after 2 failed rounds
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,10 @@ from tests.integration.test_ping_pinger import (
     env,  # noqa: F401 - the fixture
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and raw ICMP need root"),
+]
 
 
 class AlertThread:
