@@ -156,6 +156,47 @@ for _name in ("pause", "resume", "cancel"):
     campaigns.add_command(_command(_name))
 
 
+def opt_out_record(
+    customer_id: str, *, marketing: bool, channels: list[str], source: str | None
+) -> dict[str, Any]:
+    """The customer's complete current choice (the topic is compacted: it replaces the last)."""
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad:
+        raise ConfigurationError(f"unknown channels {bad}; use {list(CHANNELS)}")
+    return {
+        "envelope": envelope(SOURCE),
+        "customer_id": customer_id,
+        "marketing": marketing,
+        "channels": sorted(set(channels)),
+        "source": source,
+    }
+
+
+@campaigns.command("opt-out")
+@click.argument("customer_id")
+@click.option("--marketing/--no-marketing", default=False, help="Withdraw marketing consent.")
+@click.option("--channel", "channels", multiple=True, help="Channel refused entirely (repeat).")
+@click.option("--source", default="ixc-operator", show_default=True, help="Where it was asked.")
+@click.pass_obj
+def opt_out(
+    settings: Settings, customer_id: str, marketing: bool, channels: tuple[str, ...], source: str
+) -> None:
+    """Record a customer's LGPD choice on campaign.opt-outs (replaces the previous one; no
+    options = opted back in)."""
+    from filas.bootstrap import build_producer
+    from filas.catalog.campaigns import OPT_OUTS
+
+    record = opt_out_record(
+        customer_id, marketing=marketing, channels=list(channels), source=source
+    )
+    with build_producer(settings) as producer:
+        producer.emit_sync(OPT_OUTS, record)
+    click.echo(
+        f"opt-out recorded for customer {customer_id}: marketing={marketing} "
+        f"channels={record['channels']}"
+    )
+
+
 def progress_line(record: dict[str, Any], width: int = 30) -> str:
     """One human line: status, a bar of queued/planned, skips, error."""
     planned, queued = int(record["planned"]), int(record["queued"])

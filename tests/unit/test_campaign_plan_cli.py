@@ -70,3 +70,20 @@ def test_command_records_are_valid_and_need_a_uuid() -> None:
         assert record["command"] == name
     with pytest.raises(ValueError, match="badly formed"):
         command_record("not-a-uuid", "pause", None)
+
+
+def test_opt_out_records_validate_and_feed_the_consent_rule() -> None:
+    from filas.cli.campaign_cmds import opt_out_record
+    from streams.campaigns.consent import NO_CONSENT, OPT_OUT, skip_reason
+    from streams.campaigns.state import OptOutEntry
+
+    record = opt_out_record("42", marketing=True, channels=["sms", "sms"], source="sms-SAIR")
+    validate_record(CATALOG.get("ixc.filas.campaign.CampaignOptOut"), record)
+    entry = OptOutEntry.from_record(record)
+    assert entry.channels == frozenset({"sms"})
+    assert skip_reason("billing", "sms", True, entry) == OPT_OUT
+    assert skip_reason("billing", "email", False, entry) is None
+    assert skip_reason("marketing", "email", True, entry) == OPT_OUT
+    assert skip_reason("marketing", "email", False, None) == NO_CONSENT
+    with pytest.raises(ConfigurationError, match="channels"):
+        opt_out_record("42", marketing=False, channels=["fax"], source=None)
