@@ -4,10 +4,10 @@
 
 * ``kafka/topics.yaml``: one Strimzi ``KafkaTopic`` per catalog topic and dead-letter topic
   (partitions, replicas, retention, cleanup policy, min.insync.replicas from the ``TopicSpec``);
-* ``processors/workloads.yaml``: one Deployment, PodDisruptionBudget and autoscaler per Filas
-  process in ``WORKLOADS``: a KEDA ``ScaledObject`` on consumer lag, capped at the partition
-  count of the topics its group reads (docs/decisions/0091), or a CPU HPA for the RADIUS
-  gateway (docs/decisions/0092).
+* ``processors/workloads.yaml``: one Deployment and PodDisruptionBudget per Filas process in
+  ``WORKLOADS``, scaled one of three ways (docs/decisions/0095): a KEDA ``ScaledObject`` on
+  consumer lag capped at the partition count of the topics its groups read (0091), a CPU HPA
+  (the RADIUS gateway behind its UDP LoadBalancer, 0092), or exactly one replica.
 
 Everything here is pure (no cluster, no network): unit tests compare the committed files with
 the render and validate every manifest.
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -32,7 +32,6 @@ from filas.catalog.network import PING_RESULTS
 from filas.catalog.requests import LANES as REQUEST_LANES
 from filas.lanes.consumer import lane_group_id
 from filas.settings import (
-    CampaignsSettings,
     DeliverySettings,
     IngressSettings,
     PingSettings,
@@ -69,7 +68,7 @@ class LagSource:
     group: str
     topics: tuple[TopicSpec, ...] = ()
     # The group's auto.offset.reset: what KEDA counts as lag before the group's first commit.
-    offset_reset: str = "earliest"
+    offset_reset: Literal["earliest", "latest"] = "earliest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +140,6 @@ EVERYWHERE = "0.0.0.0"  # noqa: S104 - a pod listens on its own address
 
 _RADIUS = RadiusSettings()
 _PING = PingSettings()
-_CAMPAIGNS = CampaignsSettings()
 _DELIVERY = DeliverySettings()
 _INGRESS = IngressSettings()
 
@@ -245,6 +243,7 @@ WORKLOADS: tuple[Workload, ...] = (
             "topology-aware suppression folds a parent's children into one alert, and "
             "ping results are partitioned by device: one process must see them all."
         ),
+        # Not scaled on it (SINGLE), but named so group ids stay unique across the table.
         lag=(LagSource(_PING.alerts_group_id, (PING_RESULTS,)),),
         resources=Resources("250m", "512Mi", "1", "1Gi"),
         secrets=(KAFKA_PASSWORD,),
