@@ -411,8 +411,8 @@ def _container(workload: Workload) -> dict[str, Any]:
                 "memory": workload.resources.memory_limit,
             },
         },
-        # /metrics answers once the process is up (filas.metrics.serve_metrics); the gateway
-        # binds it after its replica is loaded. Startup allows 5 minutes of catch-up.
+        # /metrics answers once the process is up (filas.metrics.serve_metrics), for the RADIUS
+        # gateway before its replica is loaded (decision 0092). Startup allows 5 minutes.
         "startupProbe": {"httpGet": probe_get, "periodSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {
             "httpGet": (
