@@ -365,7 +365,7 @@ class DeliverySettings(BaseModel):
     on_ambiguous: Literal["resend", "skip"] = "resend"
     # Lower-lane batches hold about this much work at the instance's rate, so a higher-lane
     # message waits at most that long; max records per batch.
-    lower_lane_batch_s: float = Field(default=0.2, gt=0)
+    lower_lane_batch_s: float = Field(default=0.1, gt=0)
     max_batch: int = Field(default=500, ge=1)
     # Messages whose not_before is further than this ahead hold their partition until then.
     hold_ahead_s: float = Field(default=1.0, ge=0)
@@ -423,6 +423,12 @@ class PingSettings(BaseModel):
     major_subscribers: int = Field(default=10, ge=1)
     critical_subscribers: int = Field(default=100, ge=1)
     alerts_group_id: str = "filas-alerts"
+    # 'filas alerts noc-webhook': NOC_NOTIFY responses POSTed as JSON to this URL (may hold a
+    # token, hence secret); None disables it.
+    noc_webhook_url: SecretStr | None = None
+    noc_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    noc_webhook_retries: int = Field(default=3, ge=0)
+    noc_webhook_group_id: str = "filas-noc-webhook"
     # How far back net.alerts / net.responses are read at start-up to recover open alerts.
     recovery_lookback_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     # Automatic responses (net.responses) per root device type (NetworkDevice.device_type).
