@@ -93,4 +93,27 @@ def alerts_serve(settings: Settings, stats_every: float) -> None:
             click.echo("stopped", err=True)
 
 
+@alerts.command("noc-webhook")
+@click.pass_obj
+def noc_webhook(settings: Settings) -> None:
+    """POST every NOC_NOTIFY of net.responses as JSON to FILAS_PING__NOC_WEBHOOK_URL
+    (Idempotency-Key: the response id); refusals and exhausted retries go to net.responses.dlq."""
+    from streams.network.noc_webhook import NocWebhook
+
+    with service_logging(settings, "noc-webhook"):
+        serve_metrics(settings.metrics)
+        hook = NocWebhook(settings)
+        stopping: list[bool] = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        click.echo("noc webhook up", err=True)
+        try:
+            while not stopping:
+                hook.run_once()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            hook.close()
+            click.echo(f"stopped: sent={hook.sent} dead_letters={hook.dead_letters}", err=True)
+
+
 COMMANDS: list[click.Command] = [ping, alerts]

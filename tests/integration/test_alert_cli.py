@@ -3,21 +3,29 @@ emits the alert and its responses, serves /metrics, and stops cleanly on SIGTERM
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from filas.catalog.ixc_state import DEVICES
 from filas.catalog.network import ALERTS, PING_RESULTS, RESPONSES
 from filas.local_platform.processes import free_port
 from filas.monitoring.scrape import ScrapeError, scrape
 from producers.envelope import envelope
+from streams.network.engine import AlertEngine, Observation
+from streams.network.noc_webhook import NocWebhook
+from streams.network.responses import ResponsePlanner
+from streams.network.service import device_info
 from tests.integration.test_ping_pinger import (
     Env,
     TopicReader,
@@ -96,3 +104,71 @@ def test_alerts_serve_process(env: Env) -> None:  # noqa: F811
     assert counted[("alerting", env.catalog.resolve(ALERTS).name)] >= 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+class NocEndpoint:
+    """A webhook receiver on 127.0.0.1 (free port): accepts, or refuses with 400, by device."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, Any], str]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                refused = body["root_device_id"] == "refused"
+                if not refused:
+                    received.append((body, self.headers["Idempotency-Key"]))
+                self.send_response(400 if refused else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/noc"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_noc_webhook_posts_notifications_and_dead_letters_refusals(env: Env) -> None:  # noqa: F811
+    endpoint = NocEndpoint()
+    env.started.append(endpoint.close)
+    settings = env.settings.model_copy(
+        update={
+            "ping": env.settings.ping.model_copy(
+                update={"noc_webhook_url": SecretStr(endpoint.url), "noc_webhook_retries": 1}
+            )
+        }
+    )
+    engine = AlertEngine(settings.ping)
+    engine.upsert_device(device_info(device("olt-7", "127.0.0.1", logins=("L1",))))
+    engine.upsert_device(device_info(device("refused", "127.0.0.2")))
+    planner = ResponsePlanner(settings.ping.responses)
+    at = int(time.time() * 1000)
+    for i in range(3):
+        engine.observe(Observation("olt-7", at + i, 1, 0))
+        engine.observe(Observation("refused", at + i, 1, 0))
+    planned = [r for e in engine.drain() for r in planner.plan(e)]
+    for r in planned:
+        env.producer.emit(RESPONSES, r)
+    env.producer.flush()
+    hook = NocWebhook(settings, catalog=env.catalog, serdes=env.serdes)
+    try:
+        deadline = time.monotonic() + 30
+        while hook.sent + hook.dead_letters < 2 and time.monotonic() < deadline:
+            hook.run_once(0.2)
+    finally:
+        hook.close()
+    [(body, key)] = endpoint.received
+    noc = next(r for r in planned if r["kind"] == "NOC_NOTIFY" and r["root_device_id"] == "olt-7")
+    assert key == noc["response_id"]
+    assert (body["root_device_id"], body["affected_subscriber_count"]) == ("olt-7", 1)
+    dlq = TopicReader(env, env.catalog.dead_letter_for(RESPONSES))
+    [letter] = dlq.until(lambda rs: len(rs) == 1, 10, "the refused notification")
+    assert letter["error_code"] == "noc_webhook"
+    assert "HTTP 400" in letter["error_message"]

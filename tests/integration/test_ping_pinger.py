@@ -93,7 +93,7 @@ class Env:
 def env(platform: Settings, unique_name: str) -> Iterator[Env]:
     catalog = Catalog.build(unique_name)
     specs = [catalog.resolve(s) for s in (DEVICES, PING_RESULTS, ALERTS, RESPONSES)]
-    specs += [catalog.dead_letter_for(s) for s in (DEVICES, PING_RESULTS)]
+    specs += [catalog.dead_letter_for(s) for s in (DEVICES, PING_RESULTS, RESPONSES)]
     TopicAdmin(platform.kafka).apply(catalog.only(*specs))
     settings = platform.model_copy(
         update={"topics": TopicsSettings(prefix=unique_name), "ping": fast_ping()}
