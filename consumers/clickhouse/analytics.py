@@ -50,7 +50,8 @@ def _parse(name: str, sql: str) -> NamedQuery:
             f"analytics query {name}: header lists {sorted(listed)}, SQL uses "
             f"{sorted(placeholders)}"
         )
-    return NamedQuery(name=name, sql=sql, title=header[0] if header else name, params=placeholders)
+    title = header[0].split(": ")[0].rstrip(".") if header else name
+    return NamedQuery(name=name, sql=sql, title=title, params=placeholders)
 
 
 @cache

@@ -8,6 +8,7 @@ test runs one named query and checks its figures against what was produced (comp
 from __future__ import annotations
 
 import copy
+import json
 import math
 import uuid
 from collections.abc import Iterator
@@ -551,6 +552,24 @@ def test_consumer_lag_history(landed: Landed) -> None:
         ("g1", "tA", at(0), 27, 1.75, 3.0),
         ("g1", "tA", at(1), 40, 3.0, 1.0),
         ("g2", "tB", at(0), 3, 0.0, 0.0),
+    ]
+
+
+def test_cli_runs_a_named_query_over_the_last_window(landed: Landed) -> None:
+    from click.testing import CliRunner
+
+    from filas.cli.sink_cmds import query_cmd
+
+    result = CliRunner().invoke(
+        query_cmd,
+        ["top_reject_reasons", "--since", "90m", "-p", "limit=2", "--json"],
+        obj=landed.settings,
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["reason"], r["rejects"]) for r in rows] == [
+        ("wrong_password", 3),
+        ("blocked_non_payment", 1),
     ]
 
 
