@@ -37,3 +37,16 @@ def test_client_side_errors_are_not_retriable() -> None:
 def test_identifiers_are_backquoted_and_escaped() -> None:
     assert quote("radius_accounting") == "`radius_accounting`"
     assert quote("a`b") == "`a\\`b`"
+
+
+def test_access_refusals_are_not_retried() -> None:
+    # 164: the user's profile is read-only (an analyst credential given to the sink); waiting
+    # never heals it. 242, a read-only replica table, does heal.
+    readonly = translate(
+        driver_errors.ServerException("Cannot execute query in readonly mode", code=164), "INSERT"
+    )
+    assert readonly.server_code == 164
+    assert readonly.retriable is False
+    denied = translate(driver_errors.ServerException("Access denied", code=291), "SELECT")
+    assert denied.retriable is False
+    assert translate(driver_errors.ServerException("read only", code=242), "INSERT").retriable
