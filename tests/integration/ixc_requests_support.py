@@ -76,6 +76,8 @@ def service_env(settings: Settings, prefix: str, sim_url: str, **extra: str) -> 
         "FILAS_INGRESS__MAX_ATTEMPTS": "3",
         "FILAS_INGRESS__IXC_RATE_PER_S": "200",
         "FILAS_INGRESS__WORKER_SESSION_TIMEOUT_S": "6",
+        # One request at a time: the lane test can tell which lane was drained first.
+        "FILAS_INGRESS__WORKER_CONCURRENCY": "1",
     }
     if kafka.sasl_username is not None:
         env["FILAS_KAFKA__SASL_USERNAME"] = kafka.sasl_username

@@ -217,6 +217,25 @@ def test_every_request_type_reaches_the_simulator(env: Env) -> None:
     assert resend["canal"] == "sms"
 
 
+def test_high_lane_is_drained_before_bulk(env: Env) -> None:
+    sim = env.sim
+    # Hold the worker's only slot with a slow (0.9 s) call, queue 5 bulk then 1 high request.
+    sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=0.9))
+    with env.api() as client:
+        first = submit(client, {"type": "trust_unblock", "params": {"contract_id": "27"}})
+        bulk = [
+            submit(client, {"type": "resend_invoice", "params": {"contract_id": str(30 + i)}})
+            for i in range(5)
+        ]
+        high = submit(client, {"type": "disconnect_login", "params": {"login_id": "31"}})
+        ids = [r.json()["request_id"] for r in (first, *bulk, high)]
+        for request_id in ids:
+            assert wait_state(client, request_id, FINAL)["state"] in ("done", "failed")
+    order = [rid for rid in sim.sim.writes.answers if rid in ids]
+    assert order.index(ids[-1]) <= 1, order  # right after the call that held the slot
+    assert all(order.index(ids[-1]) < order.index(b) for b in ids[1:-1])
+
+
 def test_ixc_500_timeout_refusal_and_dead_letter(env: Env) -> None:
     sim = env.sim
     with env.api() as client:
