@@ -174,7 +174,16 @@ class SchemaRegistry:
         return self._client.get_compatibility(subject_name=subject)
 
     def _set_compat(self, subject: str) -> None:
-        self._client.set_compatibility(subject_name=subject, level=self.settings.compatibility)
+        try:
+            self._client.set_compatibility(subject_name=subject, level=self.settings.compatibility)
+        except SchemaRegistryError as exc:
+            # Apicurio answers 409 "rule already exists" when another process set the rule for
+            # a new subject at the same moment: fine if it holds the level we want.
+            if int(exc.http_status_code or 0) != _INCOMPATIBLE_STATUS:
+                raise
+            current = self._get_compat(subject)
+            if str(current).upper() != self.settings.compatibility.upper():
+                raise
 
 
 def _avro(schema: ParsedSchema) -> Schema:
