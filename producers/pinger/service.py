@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -40,8 +42,8 @@ from filas.metrics import (
     QUEUE_DEPTH,
 )
 from filas.settings import Settings
-from producers.pinger.icmp import IcmpProber
-from producers.pinger.inventory import PING_CLASSES, Inventory, target_of
+from producers.pinger.icmp import IcmpProber, ProbeOutcome
+from producers.pinger.inventory import PING_CLASSES, Inventory, Target, target_of
 from producers.pinger.sweeper import Prober, now_utc, ping_result, sweep
 from producers.sdk import Delivery, DeliveryFailure, EventProducer
 from schemas.dead_letter import SourceRecord, dead_letter
@@ -204,6 +206,19 @@ class PingerService:
             self.stats.delivery_failures += 1
             ERRORS.labels(COMPONENT, "delivery").inc()
 
+    def _publish(self, target: Target, outcome: ProbeOutcome, probed_at: datetime) -> None:
+        record = ping_result(target, outcome, probed_at, self.instance)
+        try:
+            self._producer.emit(self._results, record, on_delivery=self._on_delivery)
+        except FilasError as exc:
+            ERRORS.labels(COMPONENT, exc.code).inc()
+            logger.error("pinger: cannot publish %s: %s", target.device_id, exc)
+            return
+        if self._track:
+            self.stats.by_device[target.device_id] = (
+                self.stats.by_device.get(target.device_id, 0) + 1
+            )
+
     async def _class_loop(self, ping_class: str, prober: Prober) -> None:
         settings = self.ping.for_class(ping_class)
         assert settings is not None
@@ -213,19 +228,9 @@ class PingerService:
             targets = self.inventory.of_class(ping_class)
             probed_at = now_utc()
             started = time.perf_counter()
-            outcomes = await sweep(prober, targets, settings, self.ping.concurrency)
-            for target, outcome in outcomes:
-                record = ping_result(target, outcome, probed_at, self.instance)
-                try:
-                    self._producer.emit(self._results, record, on_delivery=self._on_delivery)
-                except FilasError as exc:
-                    ERRORS.labels(COMPONENT, exc.code).inc()
-                    logger.error("pinger: cannot publish %s: %s", target.device_id, exc)
-                    continue
-                if self._track:
-                    self.stats.by_device[target.device_id] = (
-                        self.stats.by_device.get(target.device_id, 0) + 1
-                    )
+
+            publish = functools.partial(self._publish, probed_at=probed_at)
+            outcomes = await sweep(prober, targets, settings, self.ping.concurrency, publish)
             self._producer.poll(0)
             if outcomes:
                 self.stats.rounds += 1

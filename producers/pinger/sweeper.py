@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,9 +46,11 @@ async def sweep(
     targets: Sequence[Target],
     settings: PingClassSettings,
     concurrency: int,
+    on_outcome: Callable[[Target, ProbeOutcome], None] | None = None,
 ) -> list[tuple[Target, ProbeOutcome]]:
     """Probe every target once (``settings.count`` echoes each), at most ``concurrency`` at a
-    time; the outcomes in target order."""
+    time; the outcomes in target order. ``on_outcome`` sees each one as soon as it is known (the
+    pinger publishes from there, so an early device's result does not wait for the round)."""
     if not targets:
         return []
     outcomes: list[ProbeOutcome | None] = [None] * len(targets)
@@ -60,9 +62,12 @@ async def sweep(
             i = cursor
             cursor += 1
             t = targets[i]
-            outcomes[i] = await prober.probe(
+            outcome = await prober.probe(
                 t.ip, settings.count, settings.probe_interval_s, settings.timeout_s
             )
+            outcomes[i] = outcome
+            if on_outcome is not None:
+                on_outcome(t, outcome)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(targets)))))
     return [(t, o) for t, o in zip(targets, outcomes, strict=True) if o is not None]

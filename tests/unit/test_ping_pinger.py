@@ -93,8 +93,10 @@ async def test_sweep_bounds_concurrency_and_keeps_order() -> None:
     prober = FakeProber()
     targets = [Target(f"d{i}", f"127.0.0.{i}", "CRITICAL") for i in range(1, 40)]
     settings = PingClassSettings(count=2, probe_interval_s=0, timeout_s=0.1)
-    out = await sweep(prober, targets, settings, concurrency=5)
+    seen: list[str] = []
+    out = await sweep(prober, targets, settings, 5, lambda t, _o: seen.append(t.device_id))
     assert [t.device_id for t, _ in out] == [t.device_id for t in targets]
+    assert sorted(seen) == sorted(t.device_id for t in targets)  # each as soon as it is known
     assert prober.peak == 5
     lost = dict(out)[targets[8]]
     assert lost.received == 0
