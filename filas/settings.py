@@ -366,6 +366,9 @@ class DeliverySettings(BaseModel):
     # Lower-lane batches hold about this much work at the instance's rate, so a higher-lane
     # message waits at most that long; max records per batch.
     lower_lane_batch_s: float = Field(default=0.1, gt=0)
+    # Token bucket depth in seconds of the rate: sends late by up to this much (a busy event
+    # loop) are caught up instead of lost; over any longer window the rate holds exactly.
+    rate_burst_s: float = Field(default=0.05, ge=0)
     max_batch: int = Field(default=500, ge=1)
     # Messages whose not_before is further than this ahead hold their partition until then.
     hold_ahead_s: float = Field(default=1.0, ge=0)

@@ -26,9 +26,16 @@ class RateLimiter:
     """At most ``rate`` acquisitions per second (``None``: unlimited; 0: none until raised)."""
 
     def __init__(
-        self, rate: float | None, *, burst: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float | None,
+        *,
+        burst: float = 1.0,
+        burst_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._burst_min = burst
+        self._burst_s = burst_s
         self._burst = burst
         self._next = clock()
         self._rate: float | None = None
@@ -44,6 +51,7 @@ class RateLimiter:
             # Restart the schedule from now: an old, slower schedule must not hold new sends.
             self._next = min(self._next, self._clock() + 1.0 / rate)
         self._rate = rate
+        self._burst = max(self._burst_min, (rate or 0.0) * self._burst_s)
         self._changed.set()
 
     def tokens(self) -> float:

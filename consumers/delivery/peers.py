@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import email
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -198,3 +203,91 @@ class SmsGatewayFake:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+class SmtpSinkProcess:
+    """An ``SmtpSink`` in its own process (benchmarks: the sink must not share the measured
+    process's GIL). Every accepted mail is appended to ``out`` as ``<time> <Message-ID>``."""
+
+    def __init__(self, out: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.out = out
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SmtpSinkProcess:
+        self.out.write_text("")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "consumers.delivery.peers", str(self.port), str(self.out)]
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    raise RuntimeError("smtp sink process did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+    def _lines(self) -> list[tuple[float, str]]:
+        out = []
+        for line in self.out.read_text().splitlines():
+            at, _, message_id = line.partition(" ")
+            out.append((float(at), message_id))
+        return out
+
+    def count(self) -> int:
+        with self.out.open("rb") as f:
+            return sum(1 for _ in f)
+
+    def times(self) -> list[float]:
+        return [at for at, _ in self._lines()]
+
+    def first_seen(self) -> dict[str, float]:
+        seen: dict[str, float] = {}
+        for at, message_id in self._lines():
+            seen.setdefault(message_id, at)
+        return seen
+
+    def by_message_id(self) -> Counter[str]:
+        return Counter(message_id for _, message_id in self._lines())
+
+    def __enter__(self) -> SmtpSinkProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class _FileSink(SmtpSink):
+    def __init__(self, port: int, out: Path) -> None:
+        super().__init__(port)
+        self._file = out.open("a", buffering=1)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if answer.startswith("250"):
+            self._file.write(f"{self.received[-1].at:.6f} {self.received[-1].message_id}\n")
+            self.received.clear()
+        return answer
+
+
+def _main(argv: list[str]) -> None:
+    port, out = int(argv[0]), Path(argv[1])
+    sink = _FileSink(port, out).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

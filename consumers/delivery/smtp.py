@@ -8,7 +8,9 @@ mail clients that deduplicate on it show one message.
 from __future__ import annotations
 
 import contextlib
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.text import MIMEText
 from email.utils import formatdate
 
 import aiosmtplib
@@ -21,15 +23,16 @@ def message_id_header(message_id: str, domain: str) -> str:
     return f"<{message_id}@{domain}>"
 
 
-def build_email(message: OutgoingMessage, settings: SmtpChannelSettings) -> EmailMessage:
-    mail = EmailMessage()
+def build_email(message: OutgoingMessage, settings: SmtpChannelSettings) -> Message:
+    """The mail as a compat32 MIMEText (UTF-8 body, RFC 2047 subject): the stdlib's default
+    EmailMessage policy parses every header back and costs ~10x more CPU per mail."""
+    mail = MIMEText(message.body, "plain", "utf-8")
     mail["From"] = settings.sender
     mail["To"] = message.address
-    mail["Subject"] = message.subject or ""
+    mail["Subject"] = Header(message.subject or "", "utf-8").encode()
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = message_id_header(message.message_id, settings.message_id_domain)
     mail["X-Filas-Campaign"] = message.campaign_id
-    mail.set_content(message.body)
     return mail
 
 

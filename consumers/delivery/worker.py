@@ -170,7 +170,7 @@ class DeliveryWorker:
         self.instance = self.config.instance or f"{socket.gethostname()}:{os.getpid()}"
         self.group_id = f"{settings.topics.prefix}{self.config.group_id}-{channel_name}"
         limit = self.channel_config.rate_per_s
-        self.limiter = RateLimiter(None if limit is None else 0.0)
+        self.limiter = RateLimiter(None if limit is None else 0.0, burst_s=self.config.rate_burst_s)
         self.concurrency = ConcurrencyLimit(0)
         self.ledger = Ledger()
         self.stats = DeliveryStats()

@@ -203,3 +203,12 @@ def test_balanced_recipients_fill_every_partition_equally() -> None:
     for n in numbers:
         counts[murmur2_partition(str(100_000 + n), 12)] += 1
     assert counts == [5] * 12
+
+
+def test_rate_limiter_catches_up_a_late_loop_within_its_burst_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100.0, burst_s=0.05, clock=clock)  # 5 tokens
+    assert limiter.reserve() == 0.0
+    clock.now += 0.03  # the loop came back 30 ms late: 3 slots were due
+    assert [limiter.reserve() for _ in range(3)] == pytest.approx([0.0, 0.0, 0.0])
+    assert limiter.reserve() == pytest.approx(0.01)  # then back on the 10 ms schedule
