@@ -68,6 +68,14 @@ def poll(settings: Settings, once: bool, ixc_timezone: str | None) -> None:
 @click.option("--slow-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--malformed-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--slow-s", default=15.0, show_default=True, type=float)
+@click.option(
+    "--address-plan",
+    type=click.Choice(["private", "loopback"]),
+    default="private",
+    show_default=True,
+    help="loopback: NAS and devices on 127.<octet>.x.y (homologation on one machine).",
+)
+@click.option("--loopback-octet", default=0, show_default=True, type=click.IntRange(0, 255))
 @click.pass_obj
 def simulate(
     settings: Settings,
@@ -81,6 +89,8 @@ def simulate(
     slow_rate: float,
     malformed_rate: float,
     slow_s: float,
+    address_plan: str,
+    loopback_octet: int,
 ) -> None:
     """Run an IXC webservice SIMULATOR (not IXC!) with a deterministic fake ISP.
 
@@ -91,7 +101,14 @@ def simulate(
     from producers.ixc.simulator import FaultPlan, IxcSimulator, SimulatedIsp
 
     token = settings.ixc.token.get_secret_value() or secrets.token_hex(16)
-    isp = SimulatedIsp(seed=seed, customers=customers, devices=devices, nas=nas)
+    isp = SimulatedIsp(
+        seed=seed,
+        customers=customers,
+        devices=devices,
+        nas=nas,
+        address_plan=address_plan,
+        loopback_octet=loopback_octet,
+    )
     faults = FaultPlan(
         error_rate=error_rate,
         slow_rate=slow_rate,

@@ -41,13 +41,38 @@ FORMS = (
 )
 
 
-class SimulatedIsp:
-    """All forms of one fake ISP: ``forms[form][id] -> record``."""
+ADDRESS_PLANS = ("private", "loopback")
 
-    def __init__(self, *, seed: int = 1, customers: int = 50, devices: int = 20, nas: int = 2):
+
+class SimulatedIsp:
+    """All forms of one fake ISP: ``forms[form][id] -> record``.
+
+    ``address_plan="loopback"`` puts every NAS and device on 127.<loopback_octet>.x.y (NAS on
+    .1.n, POPs on .2.p, OLTs on .3.o, ONUs from .10.1): addresses a homologation run on one
+    machine can send from (NAS) and ping (devices). The default "private" plan is unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        customers: int = 50,
+        devices: int = 20,
+        nas: int = 2,
+        address_plan: str = "private",
+        loopback_octet: int = 0,
+    ):
         if customers < 0 or devices < 0 or nas < 0:
             raise ValueError("sizes must be >= 0")
+        if address_plan not in ADDRESS_PLANS:
+            raise ValueError(f"address_plan must be one of {ADDRESS_PLANS}")
+        if not 0 <= loopback_octet <= 255:
+            raise ValueError("loopback_octet must be 0..255")
+        if address_plan == "loopback" and nas > 254:
+            raise ValueError("the loopback plan holds at most 254 NAS")
         self.seed = seed
+        self.address_plan = address_plan
+        self._octet = loopback_octet
         self._rng = random.Random(seed)
         self.forms: dict[str, dict[str, dict[str, str]]] = {form: {} for form in FORMS}
         self._tick = 0
@@ -129,6 +154,12 @@ class SimulatedIsp:
             BASE_TIME - timedelta(days=1) + timedelta(seconds=index // RECORDS_PER_TICK)
         ).strftime(FORMAT)
 
+    def _ip(self, private: str, third: int, index: int) -> str:
+        """The record's address under the plan (loopback: 127.<octet>.<third>.<index>)."""
+        if self.address_plan != "loopback" or index > 254:
+            return private
+        return f"127.{self._octet}.{third}.{index}"
+
     def _generate(self, customers: int, devices: int, nas: int) -> None:
         rng = self._rng
         for i, (plan_id, name, down, up, _price) in enumerate(PLANS):
@@ -146,7 +177,7 @@ class SimulatedIsp:
             self.forms["radpop"][str(p)] = {
                 "id": str(p),
                 "pop": f"POP-{STATES[p % len(STATES)]}-{p:02d}",
-                "ip": f"10.0.{p}.1",
+                "ip": self._ip(f"10.0.{p}.1", 2, p),
                 "ativo": "S",
                 "ultima_atualizacao": self._stamp(p),
             }
@@ -154,7 +185,7 @@ class SimulatedIsp:
             self.forms["concentrador"][str(n)] = {
                 "id": str(n),
                 "nome": f"BNG-{n:02d}",
-                "ip": f"10.255.0.{n}",
+                "ip": self._ip(f"10.255.0.{n}", 1, n),
                 "tipo": VENDORS[(n - 1) % len(VENDORS)],
                 "secret": f"sim-secret-{rng.randrange(10**8):08d}",
                 "id_pop": str(1 + (n - 1) % pops) if pops else "0",
@@ -167,7 +198,7 @@ class SimulatedIsp:
                 "id": str(o),
                 "descricao": f"OLT-{o:03d}",
                 "tipo": "OLT",
-                "ip": f"10.1.{pop}.{o % 250 + 1}",
+                "ip": self._ip(f"10.1.{pop}.{o % 250 + 1}", 3, o),
                 "id_pop": str(pop),
                 "ativo": "S",
                 "ultima_atualizacao": self._stamp(o),
@@ -182,7 +213,7 @@ class SimulatedIsp:
                 "id": str(u),
                 "nome": f"ONU-{u:05d}",
                 "mac": mac,
-                "ip": "",
+                "ip": self._ip("", 10 + u // 250, u % 250 + 1) if u < 60_000 else "",
                 "id_transmissor": str(olt),
                 "id_pop": self.forms["radpop_radio"][str(olt)]["id_pop"],
                 "id_login": login,
