@@ -95,7 +95,18 @@ class _Compiler:
         self.emit(indent + 1, f"{v} = (b >> 1) ^ -(b & 1)")
         self.emit(indent + 1, "p += 1")
         self.emit(indent, "else:")
-        self.emit(indent + 1, f"{v}, p = RL(buf, p)")
+        # Multi-byte varint inline (timestamps, octet counters): no call per value.
+        self.emit(indent + 1, "n = b & 0x7F")
+        self.emit(indent + 1, "s = 7")
+        self.emit(indent + 1, "p += 1")
+        self.emit(indent + 1, "while True:")
+        self.emit(indent + 2, "b = buf[p]")
+        self.emit(indent + 2, "p += 1")
+        self.emit(indent + 2, "n |= (b & 0x7F) << s")
+        self.emit(indent + 2, "if b < 128:")
+        self.emit(indent + 3, "break")
+        self.emit(indent + 2, "s += 7")
+        self.emit(indent + 1, f"{v} = (n >> 1) ^ -(n & 1)")
         return v
 
     def scalar(self, avro: Any, indent: int, namespace: str) -> str:
