@@ -14,6 +14,8 @@ to ``net.ping-results.dlq`` with the reason.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import threading
 import time
@@ -23,12 +25,13 @@ from datetime import datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from fastavro import parse_schema, schemaless_reader
 
 from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import DEVICES
 from filas.catalog.network import ALERTS, PING_RESULTS, RESPONSES
-from filas.errors import BrokerUnavailableError, FilasError
+from filas.errors import BrokerUnavailableError, DecodeError, FilasError
 from filas.metrics import (
     BATCH_SIZE,
     DEAD_LETTERS,
@@ -41,6 +44,7 @@ from filas.metrics import (
 from filas.settings import Settings
 from producers.sdk import EventProducer
 from schemas.dead_letter import SourceRecord, dead_letter
+from schemas.wire import unframe
 from streams.network.engine import AlertEngine, AlertEvent, DeviceInfo, Observation
 from streams.network.responses import ResponsePlanner
 
@@ -127,6 +131,42 @@ def alert_event(record: Mapping[str, Any]) -> AlertEvent:
         merged_into=record.get("merged_into_alert_id"),
         pop_name=record.get("pop_name"),
     )
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+class ResultDecoder:
+    """PingResult bytes -> dict, timestamps as epoch millis and uuids as strings.
+
+    Records written with this process's schema version are read with the same schema minus its
+    logical types (same binary encoding): no datetime or UUID objects are built, a third of the
+    decoding cost at 20k results/s. Any other writer version goes through the topic's serde
+    (Avro schema resolution).
+    """
+
+    def __init__(self, serde: Any) -> None:
+        self._serde = serde
+        self._schema_id = serde.schema_id
+        self._raw = parse_schema(_without_logical_types(json.loads(serde.schema.canonical)))
+
+    def __call__(self, value: bytes | None) -> dict[str, Any]:
+        schema_id, body = unframe(value)
+        if schema_id != self._schema_id:
+            decoded: dict[str, Any] = self._serde.deserialize(value)
+            return decoded
+        try:
+            record: dict[str, Any] = schemaless_reader(io.BytesIO(body), self._raw, None)
+        except Exception as exc:  # truncated body, bad varint: fastavro raises many kinds
+            raise DecodeError(
+                f"cannot decode a PingResult body: {type(exc).__name__}: {exc}"
+            ) from exc
+        return record
 
 
 def read_to_end(
@@ -228,7 +268,7 @@ class AlertService:
         self._alerts = self.catalog.resolve(ALERTS)
         self._responses = self.catalog.resolve(RESPONSES)
         self._dlq = self.catalog.dead_letter_for(PING_RESULTS)
-        self._decode_result = self._serdes(self._results).deserialize
+        self._decode_result = ResultDecoder(self._serdes(self._results))
         self._decode_device = self._serdes(self._devices).deserialize
         self._producer = producer or build_producer(
             settings, catalog=self.catalog, serdes=self._serdes
