@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import re
 import statistics
 import time
 import uuid
@@ -108,6 +109,37 @@ async def open_loop(
     return latencies
 
 
+HISTOGRAMS = {
+    "accept": ("filas_processing_seconds_bucket", 'stage="accept"'),
+    "kafka acks": ("filas_dependency_seconds_bucket", 'dependency="kafka"'),
+}
+LE = re.compile(r'le="([^"]+)"')
+
+
+async def server_histograms(
+    session: aiohttp.ClientSession, base: str
+) -> dict[str, dict[str, float]]:
+    """Cumulative bucket counts of the ingress's own accept and Kafka-ack histograms."""
+    async with session.get(f"{base}/metrics") as response:
+        text = await response.text()
+    out: dict[str, dict[str, float]] = {}
+    for name, (metric, label) in HISTOGRAMS.items():
+        for line in text.splitlines():
+            le = LE.search(line)
+            ours = 'component="ingress"' in line and label in line
+            if line.startswith(metric + "{") and ours and le is not None:
+                out.setdefault(name, {})[le.group(1)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def quantile_bound(cumulative: dict[str, float], q: float) -> str:
+    total = cumulative.get("+Inf", 0.0)
+    for le, count in sorted(cumulative.items(), key=lambda kv: float(kv[0])):
+        if total and count >= q * total:
+            return le
+    return "?"
+
+
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
@@ -122,7 +154,13 @@ async def measure(base: str, args: argparse.Namespace) -> None:
             session, f"{base}/v1/requests", args.concurrency, args.seconds
         )
         noop_lat = await open_loop(session, f"{base}/noop", args.rate, args.seconds)
+        before = await server_histograms(session, base)
         ingress_lat = await open_loop(session, f"{base}/v1/requests", args.rate, args.seconds)
+        after = await server_histograms(session, base)
+    for name in after:
+        counts = {le: n - before.get(name, {}).get(le, 0.0) for le, n in after[name].items()}
+        print(f"server side, open loop, {name}: p50 <= {quantile_bound(counts, 0.5)} s, "
+              f"p99 <= {quantile_bound(counts, 0.99)} s")  # fmt: skip
     print(
         f"closed loop x{args.concurrency}: ingress {ingress_rps:.0f}/s ({refused} refused), "
         f"noop {noop_rps:.0f}/s; open loop {args.rate:.0f}/s: ingress p50 "
