@@ -7,7 +7,9 @@ topic, each with a fresh consumer group, from the first record to the last:
 - the peer: a plain confluent-kafka loop (``consume(5000)``, no decoding);
 - ``AlertService.run_once`` (the code of ``filas alerts serve``): decode, engine, drain, produce
   alerts/responses and wait for their acks, commit.
-Issue 4 goal: 20,000 results/s per worker (100k devices, one round per 5 s).
+Issue 4 goal: 20,000 results/s per worker (100k devices, one round per 5 s). Also printed:
+results per CPU-second of the worker process (what a dedicated core does; on a shared machine
+the wall-clock rate is whatever share the scheduler gives).
 """
 
 from __future__ import annotations
@@ -145,23 +147,30 @@ def main() -> None:
         service = AlertService(settings, catalog=catalog, serdes=build_serdes(settings))
         service.start(timeout_s=120)
         first = 0.0
+        cpu = time.process_time()
         deadline = time.monotonic() + 600
         while service.results_in < total and time.monotonic() < deadline:
             consumed = service.run_once(max_messages=5000, timeout_s=0.5)
             if consumed and not first:
                 first = time.perf_counter() - 1e-9
         elapsed = time.perf_counter() - first
+        cpu = time.process_time() - cpu
         rate = service.results_in / elapsed
         print(
             f"alerting: {service.results_in:,} results in {elapsed:.1f}s, "
             f"{service.alerts_out} alert events, {service.responses_out} responses, "
-            f"{len(service.engine.alerts)} open",
+            f"{len(service.engine.alerts)} open; {1e6 * cpu / service.results_in:.1f} us of CPU "
+            f"per result (this process, all threads)",
             flush=True,
         )
         service.close()
         report("ping_alerting_plain_consume", plain, "records/s", 1.0, PEER)
         report("ping_alerting_worker", rate, "results/s", rate / plain, PEER)
         report("ping_alerting_worker", rate, "results/s", rate / GOAL, "issue 4 goal 20000/s")
+        # On a machine shared with other work the wall-clock rate is what the scheduler gives;
+        # results per CPU-second is what one dedicated core would do.
+        per_cpu = service.results_in / cpu
+        report("ping_alerting_worker_per_cpu_second", per_cpu, "results/s", per_cpu / GOAL, "goal")
 
 
 if __name__ == "__main__":
