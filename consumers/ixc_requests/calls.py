@@ -18,15 +18,16 @@ from typing import Any
 from filas.errors import FilasError
 from producers.ixc.client import IxcClient, _Retry
 from producers.ixc.errors import IxcMalformedResponseError
-from producers.ixc.simulator.writes import (
-    CHANGE_PLAN_FORM,
-    DISCONNECT_FORM,
-    PAYMENT_FORM,
-    REQUEST_ID_FIELD,
-    RESEND_INVOICE_FORM,
-    TICKET_FORM,
-    TRUST_UNBLOCK_FORM,
-)
+
+# IXC's write forms; (chosen) = not confirmed from an IXC source (docs/requests.md).
+TRUST_UNBLOCK_FORM = "desbloqueio_confianca"
+PAYMENT_FORM = "fn_areceber_baixa"  # (chosen)
+TICKET_FORM = "su_oss_chamado"
+DISCONNECT_FORM = "desconectar_clientes"  # (chosen)
+CHANGE_PLAN_FORM = "cliente_contrato_alterar_plano"  # (chosen)
+RESEND_INVOICE_FORM = "fn_areceber_reenviar"  # (chosen)
+# Carried in every write body: an IXC that deduplicates on it applies a retried call once.
+REQUEST_ID_FIELD = "filas_request_id"  # (chosen)
 
 
 class IxcRefusal(FilasError):

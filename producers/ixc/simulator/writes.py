@@ -20,18 +20,20 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# The forms the workers call (one definition, so the simulator cannot drift from them).
+from consumers.ixc_requests.calls import (
+    CHANGE_PLAN_FORM,
+    DISCONNECT_FORM,
+    PAYMENT_FORM,
+    REQUEST_ID_FIELD,
+    RESEND_INVOICE_FORM,
+    TICKET_FORM,
+    TRUST_UNBLOCK_FORM,
+)
 from producers.ixc.simulator.dataset import SimulatedIsp
 
 Answer = dict[str, str]
-REQUEST_ID_FIELD = "filas_request_id"
 BLOCKED_CODES = ("CA", "CM", "FA")
-
-TRUST_UNBLOCK_FORM = "desbloqueio_confianca"
-PAYMENT_FORM = "fn_areceber_baixa"  # (chosen)
-TICKET_FORM = "su_oss_chamado"
-DISCONNECT_FORM = "desconectar_clientes"  # (chosen)
-CHANGE_PLAN_FORM = "cliente_contrato_alterar_plano"  # (chosen)
-RESEND_INVOICE_FORM = "fn_areceber_reenviar"  # (chosen)
 PAYMENTS_TABLE = "fn_areceber_pagamentos"  # (chosen) where settled payments are kept
 RESENDS_TABLE = "fn_areceber_envios"  # (chosen)
 
