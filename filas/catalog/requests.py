@@ -5,35 +5,28 @@ instances lands on the same partition, behind the first). ``requests.status`` is
 the latest ``RequestStatus`` per request, read by the ingress's status URL and by the workers
 as their idempotency ledger (docs/decisions/0080, 0081).
 
-Lanes are declared here as two TopicSpecs (``lane`` field) until a generic lanes module exists.
+Lanes come from the generic helper (``filas.catalog.lanes``, decision 0075).
 """
 
+from filas.catalog.lanes import lanes
 from filas.catalog.spec import DAY_MS, GIB, CleanupPolicy, TopicSpec
 
 HIGH = "high"
 BULK = "bulk"
 
-REQUESTS_HIGH = TopicSpec(
-    name="requests.high",
+# The family's template: the topics are its lanes, requests.high and requests.bulk.
+REQUESTS = TopicSpec(
+    name="requests",
     value_schema="ixc.filas.request.ServiceRequest",
     key_field="request_id",
     partitions=6,
     retention_ms=7 * DAY_MS,
     retention_bytes=1 * GIB,
-    lane=HIGH,
-    description="Service requests on the high lane (payment confirmation, trust unblock, ...).",
+    description="Service requests for IXC (payment confirmation, trust unblock, resends...).",
 )
-
-REQUESTS_BULK = TopicSpec(
-    name="requests.bulk",
-    value_schema="ixc.filas.request.ServiceRequest",
-    key_field="request_id",
-    partitions=6,
-    retention_ms=7 * DAY_MS,
-    retention_bytes=2 * GIB,
-    lane=BULK,
-    description="Service requests on the bulk lane (invoice resends, scripted bulk work).",
-)
+# Highest priority first: workers always drain the first lane before taking from the next.
+LANES = lanes(REQUESTS, (HIGH, BULK))
+REQUESTS_HIGH, REQUESTS_BULK = LANES
 
 REQUEST_STATUS = TopicSpec(
     name="requests.status",
@@ -44,8 +37,5 @@ REQUEST_STATUS = TopicSpec(
     dead_letter=False,
     description="Latest state per service request (queued/running/done/failed/dead-lettered).",
 )
-
-# Highest priority first: workers always drain the first lane before taking from the next.
-LANES = (REQUESTS_HIGH, REQUESTS_BULK)
 
 TOPICS = (REQUESTS_HIGH, REQUESTS_BULK, REQUEST_STATUS)

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from consumers.ixc_requests.status_view import StatusTail
 from filas.bootstrap import build_producer, build_serdes
-from filas.catalog import Catalog, TopicSpec
+from filas.catalog import Catalog
 from filas.catalog.requests import LANES, REQUEST_STATUS
 from filas.errors import FilasError
+from filas.lanes import LaneRouter
 from filas.metrics import DEPENDENCY_SECONDS, EVENTS_OUT
 from filas.settings import Settings
 from producers.async_sdk import AsyncEventProducer
@@ -28,10 +29,10 @@ class KafkaPublisher:
     def __init__(self, producer: AsyncEventProducer, catalog: Catalog) -> None:
         self._producer = producer
         self._status = catalog.resolve(REQUEST_STATUS)
-        self._lanes: dict[str, TopicSpec] = {str(s.lane): catalog.resolve(s) for s in LANES}
+        self._lanes = LaneRouter(catalog, LANES)
 
     async def publish(self, status: Mapping[str, Any], request: Mapping[str, Any]) -> None:
-        lane = self._lanes[str(request["lane"])]
+        lane = self._lanes.route(request)
         with_timer = DEPENDENCY_SECONDS.labels(component=COMPONENT, dependency="kafka")
         with with_timer.time():
             # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
