@@ -7,19 +7,25 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import SecretStr
 
-from consumers.ixc_requests.calls import IxcCall, IxcRefusal, ixc_call
+from consumers.ixc_requests.calls import IxcCall, IxcRefusal, IxcWriter, ixc_call
 from consumers.ixc_requests.processor import CallRate, RequestProcessor
 from consumers.ixc_requests.status_view import StatusView
 from consumers.ixc_requests.worker import OffsetTracker
 from filas.errors import FilasError
-from filas.settings import IngressSettings
+from filas.settings import IngressSettings, IxcSettings
 from producers.ixc.errors import IxcUnavailableError
+from producers.ixc.poller import IxcPoller
+from producers.ixc.simulator import IxcSimulator
 from producers.ixc.simulator.dataset import SimulatedIsp
 from producers.ixc.simulator.writes import WriteApi
+from producers.ixc.watermark import WatermarkStore
 
 
 def request(request_type: str = "TRUST_UNBLOCK", rid: str = "r-1", **params: str) -> dict[str, Any]:
@@ -215,3 +221,44 @@ async def test_a_late_queued_is_reported_and_reasserted_once() -> None:
     record = h.view.get("r-1")
     assert record is not None
     assert record["state"] == "DONE"
+
+
+async def test_writes_through_the_real_client_reach_the_poller_as_status_events(
+    tmp_path: Path,
+) -> None:
+    """IxcWriter -> simulator write forms -> the poller's next pass emits the status change
+    the CoA worker acts on (payment -> PAYMENT_CONFIRMED, trust unblock, plan change)."""
+    from tests.unit.test_ixc_poller import MemoryDeadLetters, MemorySink
+
+    isp = SimulatedIsp(seed=6, customers=8, devices=0, nas=1)
+    for contract in ("1", "2"):
+        isp.block_contract(contract, "CA")
+    sim = IxcSimulator(isp, token="t")
+    await sim.start()
+    settings = IxcSettings(base_url=sim.base_url, token=SecretStr("t"), min_request_interval_s=0)
+    sink, dead = MemorySink(), MemoryDeadLetters()
+    try:
+        async with IxcWriter(settings) as ixc:
+            poller = IxcPoller(
+                ixc, sink, dead, WatermarkStore(tmp_path / "w.json"), tz=ZoneInfo("UTC")
+            )
+            await poller.poll_once()
+            plan = "1" if isp.get("cliente_contrato", "3")["id_vd_contrato"] != "1" else "2"
+            requests = [
+                request("PAYMENT_CONFIRMATION", "p", contract_id="1", amount="9.90", method="pix"),
+                request("TRUST_UNBLOCK", "u", contract_id="2"),
+                request("CHANGE_PLAN", "c", contract_id="3", plan_id=plan),
+            ]
+            for req in requests:
+                assert (await ixc.write_once(ixc_call(req)))["type"] == "success"
+            with pytest.raises(IxcRefusal) as refusal:
+                await ixc.write_once(ixc_call(request("TRUST_UNBLOCK", "x", contract_id="4")))
+            assert refusal.value.ixc_code == "CONTRATO_NAO_BLOQUEADO"
+            await poller.poll_once()
+    finally:
+        await sim.stop()
+    changes = {
+        e["contract_id"]: e["reason"] for name, e in sink.events if name == "ixc.contract-status"
+    }
+    assert changes == {"1": "PAYMENT_CONFIRMED", "2": "TRUST_UNBLOCK", "3": "PLAN_CHANGE"}
+    assert not dead.letters
