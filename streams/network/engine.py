@@ -268,7 +268,13 @@ class AlertEngine:
 
     def drain(self) -> list[AlertEvent]:
         """Alert events for everything that changed since the last call, in a stable order."""
-        candidates = sorted(self._dirty | self._pending)
+        changed = self._dirty | self._pending
+        # A device without IP (a splitter box) is judged by its probed children: when they are
+        # all down it is the root cause, so it is looked at whenever one of them changed.
+        boxes = {
+            p for d in changed if (p := self.parent_of(d)) is not None and p not in self.health
+        }
+        candidates = sorted(changed | {b for b in boxes if self.virtually_down(b)})
         self._dirty = set()
         self._pending = set()
         events: list[AlertEvent] = []
@@ -279,7 +285,7 @@ class AlertEngine:
                 touched.add(covering.root)
                 continue
             h = self.health.get(device_id)
-            if h is None or not h.problem:
+            if not ((h is not None and h.problem) or self.virtually_down(device_id)):
                 continue
             root = self._root_for(device_id, h)
             if root is None:
@@ -297,26 +303,51 @@ class AlertEngine:
                 self._refresh(alert, events)
         return events
 
-    def _root_for(self, device_id: str, h: Health) -> str | None:
+    def virtually_down(self, device_id: str) -> bool:
+        """A device that is not probed (no IP) with two or more probed children, all DOWN."""
+        if device_id in self.health:
+            return False
+        kids = [c for c in self.children.get(device_id, ()) if c in self.health]
+        return len(kids) >= 2 and all(self.health[c].status is Status.DOWN for c in kids)
+
+    def _down_since(self, device_id: str) -> int:
+        """When a DOWN or virtually down device went down (data time, replay-stable)."""
+        h = self.health.get(device_id)
+        if h is not None:
+            return h.since_ms
+        kids = [self.health[c] for c in self.children.get(device_id, ()) if c in self.health]
+        return max((k.since_ms for k in kids), default=self.now_ms)
+
+    def _failing(self, device_id: str) -> bool:
+        """Failing but not (yet) down: a probed device with lost rounds, or a box some of whose
+        probed children are failing."""
+        h = self.health.get(device_id)
+        if h is not None:
+            return h.fails > 0 and h.status is not Status.DOWN
+        return any(
+            self.health[c].fails > 0 and self.health[c].status is not Status.DOWN
+            for c in self.children.get(device_id, ())
+            if c in self.health
+        )
+
+    def _root_for(self, device_id: str, h: Health | None) -> str | None:
         """The root-cause device for a problem device; None while its parent is failing."""
-        if h.status is not Status.DOWN:
+        if h is not None and h.status is not Status.DOWN:
             return device_id
         root = device_id
         for ancestor in self.ancestors(device_id):
             ah = self.health.get(ancestor)
-            if ah is not None and ah.status is Status.DOWN:
+            if (ah is not None and ah.status is Status.DOWN) or self.virtually_down(ancestor):
                 root = ancestor
                 continue
-            suspect = ah is not None and ah.fails > 0
-            waited = self.now_ms - h.since_ms
-            if suspect and waited < self.s.suppression_hold_s * 1000:
+            waited = self.now_ms - self._down_since(device_id)
+            if self._failing(ancestor) and waited < self.s.suppression_hold_s * 1000:
                 return None
             break
         return root
 
     def _open(self, root: str, events: list[AlertEvent]) -> OpenAlert | None:
-        h = self.health.get(root)
-        opened_at = h.since_ms if h is not None else self.now_ms
+        opened_at = self._down_since(root)
         alert_id = alert_id_for(root, opened_at)
         if alert_id in self.resolved:
             return None  # replay of an outage already resolved: never re-open
@@ -334,7 +365,10 @@ class AlertEngine:
 
     def _refresh(self, alert: OpenAlert, events: list[AlertEvent]) -> None:
         h = self.health.get(alert.root)
-        root_ok = h is not None and h.status is Status.UP and not h.flapping
+        if h is None:
+            root_ok = not self.virtually_down(alert.root)
+        else:
+            root_ok = h.status is Status.UP and not h.flapping
         before = (alert.state, alert.severity, alert.devices, alert.subscribers)
         self._summarize(alert)
         if root_ok:
@@ -360,7 +394,10 @@ class AlertEngine:
     def _summarize(self, alert: OpenAlert) -> None:
         root = alert.root
         h = self.health.get(root)
-        status = h.status if h is not None else Status.UNKNOWN
+        if h is not None:
+            status = h.status
+        else:
+            status = Status.DOWN if self.virtually_down(root) else Status.UP
         flapping = h is not None and h.flapping
         tree = self.subtree(root)
         if status is Status.DOWN:

@@ -387,3 +387,58 @@ def test_restart_in_a_merged_outage_never_notices_twice() -> None:
         net.round(["pop-1"], OLT_TREE)
     later = [r for e in net.events[-3:] for r in fresh.plan(e) if e.action == "update"]
     assert [r["login_id"] for r in later if r["kind"] == "SUBSCRIBER_NOTICE"] == ["L2"]
+
+
+class BoxNet(Net):
+    """Net plus a splitter box without IP (CTO-2) under the OLT, feeding three probed ONUs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        add = self.engine.upsert_device
+        add(DeviceInfo("cto-2", "CTO-2", "OTHER", "olt-1", "1"))
+        for i in range(3):
+            add(DeviceInfo(f"onu-b{i}", f"ONU-B{i}", "ONU", "cto-2", "1", (f"B{i}",)))
+
+
+BOX = ["onu-b0", "onu-b1", "onu-b2"]
+
+
+def test_box_without_ip_is_the_root_when_all_its_onus_are_down() -> None:
+    net = BoxNet()
+    for _ in range(2):
+        net.round(PINGED + BOX)
+    assert net.events == []
+    for _ in range(3):
+        net.round(PINGED, BOX)
+    [opened] = net.events
+    assert (opened.action, opened.root_device_id, opened.state) == ("open", "cto-2", "down")
+    assert (opened.affected_device_count, opened.affected_subscriber_count) == (4, 3)
+    assert opened.affected_login_ids == {"B0", "B1", "B2"}
+    for _ in range(2):
+        net.round(PINGED + BOX)
+    assert [(e.action, e.root_device_id) for e in net.events] == [
+        ("open", "cto-2"),
+        ("resolve", "cto-2"),
+    ]
+
+
+def test_box_onus_failing_a_round_apart_still_give_one_alert() -> None:
+    net = BoxNet()
+    for _ in range(2):
+        net.round(PINGED + BOX)
+    net.round([*PINGED, "onu-b1", "onu-b2"], ["onu-b0"])
+    net.round([*PINGED, "onu-b2"], ["onu-b0", "onu-b1"])
+    net.round(PINGED, BOX)  # onu-b0 is DOWN now; its siblings are still failing: it waits
+    assert net.events == []
+    net.round(PINGED, BOX)
+    net.round(PINGED, BOX)
+    assert [(e.action, e.root_device_id) for e in net.events] == [("open", "cto-2")]
+
+
+def test_one_onu_of_a_box_down_is_its_own_alert() -> None:
+    net = BoxNet()
+    for _ in range(2):
+        net.round(PINGED + BOX)
+    for _ in range(3):
+        net.round([*PINGED, "onu-b1", "onu-b2"], ["onu-b0"])
+    assert [(e.action, e.root_device_id) for e in net.events] == [("open", "onu-b0")]
