@@ -21,6 +21,7 @@ import pytest
 from consumers.clickhouse import analytics
 from consumers.clickhouse.app import build_sink, run_migrations
 from consumers.clickhouse.client import ClickHouse
+from consumers.clickhouse.errors import ClickHouseError
 from consumers.clickhouse.sink import SinkConfig
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
@@ -39,6 +40,8 @@ WINDOW = {
     "end": (T0 + timedelta(minutes=10)).replace(tzinfo=None),
 }
 LAG_TOPIC = "filas.monitoring.lag"
+# ClickHouse's answers to an unknown user or a wrong password (18.16; current releases: 516).
+UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED = 192, 193, 516
 
 
 def at(minutes: float) -> datetime:
@@ -571,6 +574,28 @@ def test_cli_runs_a_named_query_over_the_last_window(landed: Landed) -> None:
         ("wrong_password", 3),
         ("blocked_non_payment", 1),
     ]
+
+
+def test_every_query_runs_as_the_read_only_analyst(landed: Landed) -> None:
+    """On a platform started with the current users.xml (CI's session platform) the analyst
+    user runs every query; a shared platform started before the users existed skips."""
+    analyst = ClickHouse(landed.settings.clickhouse.as_analyst())
+    try:
+        try:
+            analyst.query("SELECT 1")
+        except ClickHouseError as exc:
+            if exc.server_code in (UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED):
+                pytest.skip(f"this ClickHouse has no analyst user yet ({exc.server_code})")
+            raise
+        params = {"min_logins": 50, "factor": 3, "limit": 10}
+        for name, query in analytics.queries().items():
+            extra = {k: v for k, v in params.items() if k in query.params}
+            mine = analytics.run(analyst, name, landed.catalog, WINDOW | extra)
+            admins = analytics.run(landed.clickhouse, name, landed.catalog, WINDOW | extra)
+            assert mine.columns == admins.columns, name
+            assert len(mine.rows) == len(admins.rows), name
+    finally:
+        analyst.close()
 
 
 def test_every_query_has_a_test() -> None:
