@@ -12,6 +12,7 @@ from filas.cli import (
     delivery_cmds,
     dlq_cmds,
     emit_cmd,
+    homologation_cmds,
     ixc_cmds,
     monitor_cmds,
     network_cmds,
@@ -54,6 +55,7 @@ for _module in (
     campaign_cmds,
     delivery_cmds,
     network_cmds,
+    homologation_cmds,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
