@@ -35,8 +35,8 @@ topics: install ## Create or update the catalog's topics and register their sche
 	$(BIN)/filas topics apply
 	$(BIN)/filas schemas register
 
-demo: install ## The main job: platform up, topics, IXC homologation poll, emit and read back
-	bash scripts/demo.sh
+demo: install ## The main job: the homologation run (an ISP's day through every processor, summary, status page)
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -214,11 +214,18 @@ class Homologation:
         self.metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
         return {"FILAS_METRICS__PORT": str(port), "FILAS_SERVICE_NAME": f"filas-{name}"}
 
-    def _run(self, name: str, *args: str, timeout_s: float = 300.0) -> str:
-        code, log = self.supervisor.run(name, filas_argv(*args), timeout_s=timeout_s)
-        if code != 0:
-            raise SupervisorError(f"filas {' '.join(args)} exited {code}:\n{log[-3000:]}")
-        return log
+    def _run(self, name: str, *args: str, timeout_s: float = 300.0, attempts: int = 3) -> str:
+        """A one-shot ``filas`` command; the ones the run uses are idempotent (apply, register,
+        poll from watermarks), so a failure on a loaded machine is retried."""
+        for attempt in range(1, attempts + 1):
+            label = name if attempt == 1 else f"{name}-retry{attempt - 1}"
+            code, log = self.supervisor.run(label, filas_argv(*args), timeout_s=timeout_s)
+            if code == 0:
+                return log
+            last = log.strip().splitlines()[-1] if log.strip() else ""
+            self.echo(f"  filas {' '.join(args)} exited {code} ({last}); attempt {attempt}")
+            time.sleep(2)
+        raise SupervisorError(f"filas {' '.join(args)} exited {code}:\n{log[-3000:]}")
 
     def _settings_from_env(self) -> Settings:
         saved = dict(os.environ)
@@ -605,7 +612,7 @@ class Homologation:
             )
             path = handle.name
         try:
-            log = self._run("campaign-create", "campaigns", "create", path)
+            log = self._run("campaign-create", "campaigns", "create", path, attempts=1)
         finally:
             Path(path).unlink()
         campaign_id = log.strip().splitlines()[-1]
