@@ -143,9 +143,7 @@ class BufferedPublisher:
                     self.stats.invalid += 1
                     logger.error("radius events: unencodable event skipped: %s", exc)
                     continue
-            if not self._producer.try_produce(
-                item.topic, item.key, item.value, self._callback(item)
-            ):
+            if not self._producer.try_produce(item.topic, item.key, item.value, self._report):
                 buffer.appendleft(item)  # librdkafka's queue is full: the ticker retries
                 break
             self._in_flight += 1
@@ -160,19 +158,20 @@ class BufferedPublisher:
             if self._in_flight or self._buffer:
                 self._flush()
 
-    def _callback(self, item: _Encoded) -> Callable[..., None]:
-        def report(err: Any, _msg: Any) -> None:
-            self._in_flight -= 1
-            if err is None:
-                self.stats.delivered += 1
-                return
-            self.stats.redelivery_attempts += 1
-            logger.warning(
-                "radius events: delivery to %s failed, buffered again: %s", item.topic, err
-            )
-            self._append(item)
-
-        return report
+    def _report(self, err: Any, msg: Any) -> None:
+        """Delivery report (one bound method for every event: no closure per event). A failed
+        event is rebuilt from the message and buffered again."""
+        self._in_flight -= 1
+        if err is None:
+            self.stats.delivered += 1
+            return
+        self.stats.redelivery_attempts += 1
+        topic = msg.topic()
+        logger.warning("radius events: delivery to %s failed, buffered again: %s", topic, err)
+        key = msg.key()
+        self._append(
+            _Encoded(topic, key.decode() if isinstance(key, bytes) else str(key), msg.value())
+        )
 
     def drain(self, timeout_s: float) -> bool:
         """Wait (from another thread) until every event is acknowledged: tests, benchmarks."""
