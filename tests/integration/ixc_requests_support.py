@@ -65,7 +65,7 @@ def service_env(settings: Settings, prefix: str, sim_url: str, **extra: str) -> 
         "FILAS_IXC__BASE_URL": sim_url,
         "FILAS_IXC__TOKEN": SIM_TOKEN,
         "FILAS_IXC__MIN_REQUEST_INTERVAL_S": "0",
-        "FILAS_IXC__REQUEST_TIMEOUT_S": "1.0",
+        "FILAS_IXC__REQUEST_TIMEOUT_S": "3.0",
         "FILAS_INGRESS__TOKENS": json.dumps({"noc": API_TOKEN, "limited": LIMITED_TOKEN}),
         "FILAS_INGRESS__WEBHOOK_SECRETS": json.dumps({"pix-gw": GATEWAY_SECRET}),
         "FILAS_INGRESS__CLIENT_RATES": json.dumps({"limited": 1.0}),

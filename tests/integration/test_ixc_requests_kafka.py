@@ -219,16 +219,22 @@ def test_every_request_type_reaches_the_simulator(env: Env) -> None:
 
 def test_high_lane_is_drained_before_bulk(env: Env) -> None:
     sim = env.sim
-    # Hold the worker's only slot with a slow (0.9 s) call, queue 5 bulk then 1 high request.
-    sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=0.9))
+    # Hold the worker's only slot with a slow call (2.5 s, under the 3 s client timeout), then
+    # queue 5 bulk and 1 high request while it is held.
+    sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=2.5))
+    before = sim.sim.requests["desbloqueio_confianca"]
     with env.api() as client:
         first = submit(client, {"type": "trust_unblock", "params": {"contract_id": "27"}})
-        bulk = [
-            submit(client, {"type": "resend_invoice", "params": {"contract_id": str(30 + i)}})
-            for i in range(5)
-        ]
-        high = submit(client, {"type": "disconnect_login", "params": {"login_id": "31"}})
-        ids = [r.json()["request_id"] for r in (first, *bulk, high)]
+        deadline = time.monotonic() + 20
+        while sim.sim.requests["desbloqueio_confianca"] == before:
+            assert time.monotonic() < deadline, "the first request never reached IXC"
+            time.sleep(0.01)
+        bodies = [
+            {"type": "resend_invoice", "params": {"contract_id": str(30 + i)}} for i in range(5)
+        ] + [{"type": "disconnect_login", "params": {"login_id": "31"}}]
+        with ThreadPoolExecutor(6) as pool:
+            later = list(pool.map(lambda b: submit(client, b), bodies))
+        ids = [r.json()["request_id"] for r in (first, *later)]
         for request_id in ids:
             assert wait_state(client, request_id, FINAL)["state"] in ("done", "failed")
     order = [rid for rid in sim.sim.writes.answers if rid in ids]
@@ -245,14 +251,14 @@ def test_ixc_500_timeout_refusal_and_dead_letter(env: Env) -> None:
         done = wait_state(client, r.json()["request_id"], FINAL)
         assert done["state"] == "done"
         assert done["attempts"] == 3
-        # A timeout (slow answer past the 1 s client timeout), then the retry: one effect.
-        sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=1.5))
+        # A timeout (slow answer past the 3 s client timeout), then the retry: one effect.
+        sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"], slow_s=3.5))
         r = submit(client, {"type": "trust_unblock", "params": {"contract_id": "7"}})
         request_id = r.json()["request_id"]
         done = wait_state(client, request_id, FINAL)
         assert done["state"] == "done"
         assert done["attempts"] == 2
-        time.sleep(1.0)  # let the slow first call finish on the simulator
+        time.sleep(1.0)  # let the slow first call finish on the simulator (3.5 s after it came)
         assert sim.sim.writes.calls[request_id] == 2
         assert sim.sim.writes.effects[request_id] == 1
         # A business refusal: FAILED at once with IXC's code.
@@ -294,7 +300,7 @@ def dlq_keys_and_values(env: Env) -> bytes:
 
 def test_worker_killed_mid_request_gives_exactly_one_effect(env: Env) -> None:
     sim = env.sim
-    # Every IXC call hangs 8 s (past the 1 s client timeout) and is applied when it wakes;
+    # Every IXC call hangs 8 s (past the 3 s client timeout) and is applied when it wakes;
     # the worker is killed -9 while it waits, then a new worker takes over the request.
     sim.call(setattr, sim.sim, "faults", FaultPlan(script=["slow"] * 3, slow_s=8.0))
     before = sim.sim.requests["fn_areceber_baixa"]
