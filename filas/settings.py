@@ -363,9 +363,13 @@ class DeliverySettings(BaseModel):
     # A 'sending' ledger entry without an outcome (the worker died mid-send): resend with the
     # same Message-ID / reference (at-least-once) or give it up (at-most-once).
     on_ambiguous: Literal["resend", "skip"] = "resend"
+    # Per instance: messages handed to the provider whose outcome Kafka has not acknowledged
+    # yet; bounds what a kill -9 can leave ambiguous (and the throughput: ~max_unacked / ack
+    # latency).
+    max_unacked: int = Field(default=64, ge=1)
     # Lower-lane batches hold about this much work at the instance's rate, so a higher-lane
     # message waits at most that long; max records per batch.
-    lower_lane_batch_s: float = Field(default=0.1, gt=0)
+    lower_lane_batch_s: float = Field(default=0.2, gt=0)
     # Token bucket depth in seconds of the rate: sends late by up to this much (a busy event
     # loop) are caught up instead of lost; over any longer window the rate holds exactly.
     rate_burst_s: float = Field(default=0.05, ge=0)

@@ -106,15 +106,21 @@ class ConcurrencyLimit:
     def resize(self, size: int) -> None:
         self._size = max(0, size)
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         async with self._cond:
             await self._cond.wait_for(lambda: self._held < self._size)
             self._held += 1
 
-    async def __aexit__(self, *_exc: object) -> None:
+    async def release(self) -> None:
         async with self._cond:
             self._held -= 1
             self._cond.notify_all()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.release()
 
     async def wake(self) -> None:
         """Re-check waiters after ``resize``."""

@@ -7,11 +7,10 @@ mail clients that deduplicate on it show one message.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from email.header import Header
-from email.message import Message
-from email.mime.text import MIMEText
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
@@ -23,17 +22,33 @@ def message_id_header(message_id: str, domain: str) -> str:
     return f"<{message_id}@{domain}>"
 
 
-def build_email(message: OutgoingMessage, settings: SmtpChannelSettings) -> Message:
-    """The mail as a compat32 MIMEText (UTF-8 body, RFC 2047 subject): the stdlib's default
-    EmailMessage policy parses every header back and costs ~10x more CPU per mail."""
-    mail = MIMEText(message.body, "plain", "utf-8")
-    mail["From"] = settings.sender
-    mail["To"] = message.address
-    mail["Subject"] = Header(message.subject or "", "utf-8").encode()
-    mail["Date"] = formatdate(usegmt=True)
-    mail["Message-ID"] = message_id_header(message.message_id, settings.message_id_domain)
-    mail["X-Filas-Campaign"] = message.campaign_id
-    return mail
+def build_email(message: OutgoingMessage, settings: SmtpChannelSettings) -> bytes:
+    """The mail as RFC 5322 bytes: UTF-8 text body in base64, RFC 2047 subject when not ASCII.
+
+    Rendered by hand: the stdlib's policies re-parse and re-fold every header, which cost more
+    CPU than the rest of a send (profiled: ~1 ms per mail). Header values come from the
+    message, so CR/LF in them (header injection) is refused by the caller (``header_safe``).
+    """
+    subject = message.subject or ""
+    if not subject.isascii():
+        subject = Header(subject, "utf-8").encode()
+    body = base64.encodebytes(message.body.encode()).decode().replace("\n", "\r\n")
+    head = (
+        f"From: {settings.sender}\r\n"
+        f"To: {message.address}\r\n"
+        f"Subject: {subject}\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\n"
+        f"Message-ID: {message_id_header(message.message_id, settings.message_id_domain)}\r\n"
+        f"X-Filas-Campaign: {message.campaign_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    return (head + body).encode()
+
+
+def header_safe(message: OutgoingMessage) -> bool:
+    return not any("\r" in v or "\n" in v for v in (message.address, message.subject or ""))
 
 
 def classify_code(code: int) -> Outcome:
@@ -44,6 +59,7 @@ class SmtpChannel:
     def __init__(self, settings: SmtpChannelSettings) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
+        self._sender = parseaddr(settings.sender)[1] or settings.sender
 
     @property
     def provider(self) -> str:
@@ -68,12 +84,16 @@ class SmtpChannel:
         return client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
+        if not header_safe(message):
+            return SendResult(Outcome.PERMANENT, None, "address or subject contains CR/LF")
         client = self._idle.pop() if self._idle else None
         reuse = True
         try:
             if client is None or not client.is_connected:
                 client = await self._connect()
-            errors, response = await client.send_message(build_email(message, self.settings))
+            errors, response = await client.sendmail(
+                self._sender, [message.address], build_email(message, self.settings)
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             reuse = False
             first = exc.recipients[0] if exc.recipients else None

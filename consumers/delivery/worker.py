@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import time
+import weakref
 from asyncio import FIRST_COMPLETED
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 COMPONENT = "campaign-delivery"
 COMMIT_EVERY_S = 0.2
+MAX_IN_FLIGHT_BATCHES = 4
 ChannelName = Literal["email", "sms", "whatsapp"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "whatsapp")
 
@@ -172,6 +174,7 @@ class DeliveryWorker:
         limit = self.channel_config.rate_per_s
         self.limiter = RateLimiter(None if limit is None else 0.0, burst_s=self.config.rate_burst_s)
         self.concurrency = ConcurrencyLimit(0)
+        self.unacked = ConcurrencyLimit(self.config.max_unacked)
         self.ledger = Ledger()
         self.stats = DeliveryStats()
         self._held: dict[tuple[int, int], float] = {}
@@ -185,6 +188,8 @@ class DeliveryWorker:
         self._to_commit: dict[tuple[int, int], int] = {}
         self._last_commit = 0.0
         self._failure: BaseException | None = None
+        self._unsent = 0
+        self._released: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- start / stop -----------------------------------------------------------------------------
@@ -325,15 +330,23 @@ class DeliveryWorker:
         assert self.lanes is not None
         self._raise_failure()
         self._resume_due()
-        free = self._window() - len(self._tasks)
+        # The window counts messages not yet handed to the provider (what a higher-lane message
+        # would queue behind); messages waiting only for Kafka acks count towards a hard cap.
+        free = min(
+            self._window() - self._unsent,
+            self.config.max_batch * MAX_IN_FLIGHT_BATCHES - len(self._tasks),
+        )
         taken = 0
         if free > 0:
             limits = [max(1, min(limit, free)) for limit in self._limits()]
-            wait = min(timeout_s, 0.02) if self._tasks else timeout_s
+            # With sends in flight, only look (no wait): the loop must keep feeding them.
+            wait = 0.0 if self._tasks else timeout_s
             batch = await asyncio.to_thread(self.lanes.poll, limits, wait)
             self._apply_share()
             if batch is not None:
                 taken = self._dispatch(batch)
+            elif self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=0.01, return_when=FIRST_COMPLETED)
         else:
             await asyncio.wait(set(self._tasks), timeout=0.05, return_when=FIRST_COMPLETED)
         await asyncio.sleep(0)
@@ -390,7 +403,8 @@ class DeliveryWorker:
                 self.lanes.pause(batch.lane, [p])
                 self._held[key] = not_before
                 continue
-            self._start(key, offset, self._deliver(spec, msg, record))
+            self._unsent += 1
+            self._start(key, offset, self._deliver_once(spec, msg, record))
             taken += 1
         return taken
 
@@ -427,7 +441,11 @@ class DeliveryWorker:
         for (lane, p), next_offset in pending.items():
             by_lane.setdefault(lane, {})[p] = next_offset
         for lane, offsets in by_lane.items():
-            await asyncio.to_thread(self.lanes.commit, lane, offsets)
+            if force:
+                await asyncio.to_thread(self.lanes.commit, lane, offsets)
+            else:
+                # Asynchronous: a lost commit replays only messages the ledger marks done.
+                self.lanes.commit(lane, offsets, asynchronous=True)
 
     async def drain(self) -> None:
         """Wait for every message in flight and commit."""
@@ -438,6 +456,18 @@ class DeliveryWorker:
             await self._commit_ready(force=True)
 
     # -- one message ------------------------------------------------------------------------------
+
+    async def _deliver_once(self, spec: TopicSpec, msg: Message, record: Mapping[str, Any]) -> None:
+        try:
+            await self._deliver(spec, msg, record)
+        finally:
+            self._release_unsent()
+
+    def _release_unsent(self) -> None:
+        task = asyncio.current_task()
+        if task is not None and task not in self._released:
+            self._released.add(task)
+            self._unsent -= 1
 
     async def _deliver(self, spec: TopicSpec, msg: Message, record: Mapping[str, Any]) -> None:
         started = time.perf_counter()
@@ -475,55 +505,87 @@ class DeliveryWorker:
         wait_s = (_ms(record.get("not_before")) - time.time() * 1000) / 1000
         if wait_s > 0:
             await asyncio.sleep(wait_s)
+        await self._send_with_retries(spec, msg, record, out, started)
+
+    async def _send_with_retries(
+        self,
+        spec: TopicSpec,
+        msg: Message,
+        record: Mapping[str, Any],
+        out: OutgoingMessage,
+        started: float,
+    ) -> None:
         attempts = 0
         first_try = time.monotonic()
         marker: asyncio.Future[None] | None = None
-        while True:
-            attempts += 1
-            async with self.concurrency:
-                await self.limiter.acquire()
-                if attempts == 1:
-                    # Produced before the send, so it precedes the outcome in the partition.
-                    # Waiting for its ack matters only for at-most-once (on_ambiguous=skip):
-                    # with resend, a lost marker and an unacked one lead to the same resend.
-                    marker = asyncio.ensure_future(
-                        self._ledger_write(record, SENDING, None, attempts)
-                    )
-                    if self.config.on_ambiguous == "skip":
-                        await marker
-                dep_start = time.perf_counter()
-                result = await self.channel.send(out)
-                DEPENDENCY_SECONDS.labels(COMPONENT, self.channel.dependency).observe(
-                    time.perf_counter() - dep_start
+        holds_unacked = False
+        try:
+            while True:
+                attempts += 1
+                async with self.concurrency:
+                    await self.limiter.acquire()
+                    if not holds_unacked:
+                        # Sent-but-not-recorded messages are what a kill -9 can make ambiguous:
+                        # at most max_unacked of them per instance.
+                        await self.unacked.acquire()
+                        holds_unacked = True
+                    result, started_marker = await self._attempt(record, out, attempts)
+                    marker = marker or started_marker
+                if result.outcome is not Outcome.TEMPORARY:
+                    break
+                ERRORS.labels(COMPONENT, f"{self.channel_name}_temporary").inc()
+                elapsed = time.monotonic() - first_try
+                if attempts >= self.config.max_attempts or elapsed >= self.config.retry_budget_s:
+                    break
+                self.stats.retries += 1
+                delay = backoff_delay(
+                    attempts,
+                    self.config.backoff_initial_s,
+                    self.config.backoff_max_s,
+                    self._rng,
+                    result.retry_after_s,
                 )
-            if result.outcome is not Outcome.TEMPORARY:
-                break
-            ERRORS.labels(COMPONENT, f"{self.channel_name}_temporary").inc()
-            elapsed = time.monotonic() - first_try
-            if attempts >= self.config.max_attempts or elapsed >= self.config.retry_budget_s:
-                break
-            self.stats.retries += 1
-            delay = backoff_delay(
-                attempts,
-                self.config.backoff_initial_s,
-                self.config.backoff_max_s,
-                self._rng,
-                result.retry_after_s,
-            )
-            await asyncio.sleep(min(delay, max(0.0, self.config.retry_budget_s - elapsed)))
-        if marker is not None:
-            await marker
-        if result.outcome is Outcome.SENT:
-            self.stats.sent += 1
-            status = "sent"
-        elif result.outcome is Outcome.PERMANENT:
-            self.stats.permanent += 1
-            status = "permanent_failure"
-        else:
-            self.stats.exhausted += 1
-            status = "temporary_failure"
-        await self._finish(spec, msg, record, status, result, attempts)
-        PROCESSING_SECONDS.labels(COMPONENT, "message").observe(time.perf_counter() - started)
+                await asyncio.sleep(min(delay, max(0.0, self.config.retry_budget_s - elapsed)))
+            if marker is not None:
+                await marker
+            if result.outcome is Outcome.SENT:
+                self.stats.sent += 1
+                status = "sent"
+            elif result.outcome is Outcome.PERMANENT:
+                self.stats.permanent += 1
+                status = "permanent_failure"
+            else:
+                self.stats.exhausted += 1
+                status = "temporary_failure"
+            await self._finish(spec, msg, record, status, result, attempts)
+            PROCESSING_SECONDS.labels(COMPONENT, "message").observe(time.perf_counter() - started)
+        finally:
+            if holds_unacked:
+                await self.unacked.release()
+
+    async def _attempt(
+        self,
+        record: Mapping[str, Any],
+        out: OutgoingMessage,
+        attempts: int,
+    ) -> tuple[SendResult, asyncio.Future[None] | None]:
+        """One call to the provider (inside a concurrency slot, with a rate token); the first
+        attempt also starts the ledger's ``sending`` entry (returned to be awaited later)."""
+        marker = None
+        if attempts == 1:
+            # Produced before the send, so it precedes the outcome in the partition. Waiting
+            # for its ack matters only for at-most-once (on_ambiguous=skip): with resend, a
+            # lost marker and an unacked one lead to the same resend.
+            marker = asyncio.ensure_future(self._ledger_write(record, SENDING, None, attempts))
+            if self.config.on_ambiguous == "skip":
+                await marker
+        dep_start = time.perf_counter()
+        result = await self.channel.send(out)
+        self._release_unsent()
+        DEPENDENCY_SECONDS.labels(COMPONENT, self.channel.dependency).observe(
+            time.perf_counter() - dep_start
+        )
+        return result, marker
 
     async def _finish(
         self,

@@ -164,8 +164,12 @@ class LaneConsumer:
         name = self.specs[lane].name
         self._consumers[lane].resume([TopicPartition(name, p) for p in partitions])
 
-    def commit(self, lane: int, next_offsets: Mapping[int, int]) -> None:
-        """Commit ``partition -> next offset to read`` for one lane, synchronously."""
+    def commit(
+        self, lane: int, next_offsets: Mapping[int, int], *, asynchronous: bool = False
+    ) -> None:
+        """Commit ``partition -> next offset to read`` for one lane (synchronously unless told:
+        an asynchronous commit lost in a crash only replays records the caller has already
+        made idempotent)."""
         if not next_offsets:
             return
         name = self.specs[lane].name
@@ -176,7 +180,7 @@ class LaneConsumer:
         if not offsets:
             return
         try:
-            self._consumers[lane].commit(offsets=offsets, asynchronous=False)
+            self._consumers[lane].commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             # Partitions lost meanwhile (the group moved on): the next owner replays them.
             logger.warning("lanes: %s: commit failed: %s", name, exc)

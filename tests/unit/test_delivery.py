@@ -4,7 +4,10 @@ answer classification, SMTP classification, the commit tracker and the ledger.""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +18,7 @@ from consumers.delivery.http_gateway import HttpChannel, json_path, parse_retry_
 from consumers.delivery.ledger import DONE, SENDING, Ledger, LedgerEntry
 from consumers.delivery.limits import ConcurrencyLimit, RateLimiter, backoff_delay, share
 from consumers.delivery.load import balanced_recipients, murmur2_partition
-from consumers.delivery.smtp import build_email, classify_code
+from consumers.delivery.smtp import build_email, classify_code, header_safe
 from consumers.delivery.worker import PartitionOffsets
 from filas.settings import HttpChannelSettings, SmtpChannelSettings
 
@@ -165,9 +168,14 @@ def test_smtp_codes_and_deterministic_message_id() -> None:
     assert classify_code(451) is Outcome.TEMPORARY
     assert classify_code(550) is Outcome.PERMANENT
     settings = SmtpChannelSettings(message_id_domain="isp.example")
-    mail = build_email(MESSAGE, settings)
+    mail = email.message_from_bytes(build_email(MESSAGE, settings), policy=email.policy.default)
     assert mail["Message-ID"] == f"<{MESSAGE.message_id}@isp.example>"
-    assert build_email(MESSAGE, settings)["Message-ID"] == mail["Message-ID"]
+    assert mail["To"] == MESSAGE.address
+    assert mail.get_content().strip() == MESSAGE.body  # UTF-8 round trip
+    accented = replace(MESSAGE, subject="Aviso de manutenção")
+    parsed = email.message_from_bytes(build_email(accented, settings), policy=email.policy.default)
+    assert parsed["Subject"] == "Aviso de manutenção"
+    assert not header_safe(replace(MESSAGE, subject="x\r\nBcc: all@isp.example"))
     assert SendResult(Outcome.SENT, text="x" * 5000).text == "x" * 1024
 
 
