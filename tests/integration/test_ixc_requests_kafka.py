@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from filas.admin.topics import TopicAdmin
 from filas.catalog import Catalog
@@ -278,7 +278,8 @@ def test_ixc_500_timeout_refusal_and_dead_letter(env: Env) -> None:
     assert request_id.encode() in dlq_keys_and_values(env)
 
 
-def dlq_keys_and_values(env: Env) -> bytes:
+def dlq_keys_and_values(env: Env, wanted: bytes | None = None) -> bytes:
+    """Every DeadLetter value on requests.high.dlq so far (until ``wanted`` shows up)."""
     spec = env.catalog.dead_letter_for(REQUESTS_HIGH)
     consumer = Consumer(
         dict(env.settings.kafka.client_config())
@@ -292,10 +293,25 @@ def dlq_keys_and_values(env: Env) -> bytes:
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
                 seen += msg.value() or b""
-                return seen
+                if wanted is None or wanted in seen:
+                    return seen
         return seen
     finally:
         consumer.close()
+
+
+def test_unreadable_request_record_is_dead_lettered_not_a_crash(env: Env) -> None:
+    garbage = b"not avro at all " + uuid.uuid4().hex.encode()
+    producer = Producer(dict(env.settings.kafka.client_config()))
+    producer.produce(env.catalog.resolve(REQUESTS_HIGH).name, key=b"junk", value=garbage)
+    assert producer.flush(10) == 0
+    seen = dlq_keys_and_values(env, wanted=garbage)
+    assert garbage in seen
+    assert b"decode" in seen
+    # The worker carried on: a request queued after the garbage still completes.
+    with env.api() as client:
+        r = submit(client, {"type": "resend_invoice", "params": {"contract_id": "15"}})
+        assert wait_state(client, r.json()["request_id"], FINAL)["state"] == "done"
 
 
 def test_worker_killed_mid_request_gives_exactly_one_effect(env: Env) -> None:
