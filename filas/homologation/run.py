@@ -697,6 +697,7 @@ class Homologation:
         for line in format_plan(planned):
             self.echo(line)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        done = False
         try:
             for number, item in enumerate(planned, 1):
                 title = f"{number}. {item.step.title}"
@@ -715,12 +716,13 @@ class Homologation:
                     f"\nThe status page stays up at {self.facts.status_page} with every "
                     "processor running; Ctrl-C stops them all."
                 )
+                done = True
                 while True:
                     time.sleep(3600)
             return 0
         except KeyboardInterrupt:
-            self.echo("\ninterrupted: stopping every process the run started")
-            return 130
+            self.echo("\nstopping every process the run started")
+            return 0 if done else 130
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.close()
