@@ -36,7 +36,7 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
 from filas.catalog import Catalog, ixc_state, requests
 from filas.catalog.radius import ACCOUNTING, COA_RESULTS
-from filas.settings import IngressSettings, IxcSettings, RadiusSettings, TopicsSettings
+from filas.settings import IngressSettings, IxcSettings, RadiusSettings, Settings, TopicsSettings
 from producers.async_sdk import AsyncEventProducer
 from producers.envelope import envelope
 from producers.ingress.guards import sign
@@ -98,144 +98,151 @@ class CoaThread:
 
 async def run(args: argparse.Namespace) -> None:
     with services() as base:
-        prefix = f"bench{uuid.uuid4().hex[:8]}-"
-        catalog = Catalog.build(prefix)
-        specs = [catalog.resolve(s) for s in (*ixc_state.TOPICS, *requests.TOPICS)]
-        specs += [catalog.dead_letter_for(s) for s in (*ixc_state.TOPICS, *requests.LANES)]
-        specs += [catalog.resolve(ACCOUNTING), catalog.resolve(COA_RESULTS)]
-        TopicAdmin(base.kafka).apply(catalog.only(*specs))
-        contracts = [str(i) for i in range(1, args.payments + 1)]
-        isp = SimulatedIsp(seed=5, customers=args.payments + 10, devices=0, nas=1)
-        for contract in contracts:
-            isp.block_contract(contract, "CA")
-        sim = SimThread(isp)
-        nas = AckingNas()
-        state_dir = Path(tempfile.mkdtemp(prefix="bench-payment-"))
-        settings = base.model_copy(
-            update={
-                "topics": TopicsSettings(prefix=prefix),
-                "ixc": IxcSettings(
-                    base_url=sim.url,
-                    token=SecretStr(SIM_TOKEN),
-                    min_request_interval_s=0,
-                    watermark_path=state_dir / "watermarks.json",
-                ),
-                "ingress": IngressSettings(
-                    port=0,
-                    webhook_secrets={"pix-gw": SecretStr(GATEWAY_SECRET)},
-                    rate_per_s=1e6,
-                    rate_burst=10**6,
-                    ixc_rate_per_s=100,
-                ),
-                "radius": RadiusSettings(
-                    nas_secrets={SECRET_REF: SecretStr(SECRET.decode())},
-                    coa_start_from="earliest",
-                ),
-            }
+        latencies, total = await measure(base, args)
+    if len(latencies) < 2:
+        raise SystemExit(f"only {len(latencies)}/{total} payments ACKed: nothing to measure")
+    q = statistics.quantiles(latencies, n=100)
+    report("requests_payment_webhook_to_nas_ack_p50", q[49], "ms", q[49] / 5000.0, PEER)
+    report("requests_payment_webhook_to_nas_ack_p99", q[98], "ms", q[98] / 5000.0, PEER)
+
+
+async def measure(base: Settings, args: argparse.Namespace) -> tuple[list[float], int]:
+    """Run the whole payment path against ``base``'s Kafka and registry; returns the
+    webhook -> NAS ACK latencies (ms) of the payments ACKed, and how many were sent."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}-"
+    catalog = Catalog.build(prefix)
+    specs = [catalog.resolve(s) for s in (*ixc_state.TOPICS, *requests.TOPICS)]
+    specs += [catalog.dead_letter_for(s) for s in (*ixc_state.TOPICS, *requests.LANES)]
+    specs += [catalog.resolve(ACCOUNTING), catalog.resolve(COA_RESULTS)]
+    TopicAdmin(base.kafka).apply(catalog.only(*specs))
+    contracts = [str(i) for i in range(1, args.payments + 1)]
+    isp = SimulatedIsp(seed=5, customers=args.payments + 10, devices=0, nas=1)
+    for contract in contracts:
+        isp.block_contract(contract, "CA")
+    sim = SimThread(isp)
+    nas = AckingNas()
+    state_dir = Path(tempfile.mkdtemp(prefix="bench-payment-"))
+    settings = base.model_copy(
+        update={
+            "topics": TopicsSettings(prefix=prefix),
+            "ixc": IxcSettings(
+                base_url=sim.url,
+                token=SecretStr(SIM_TOKEN),
+                min_request_interval_s=0,
+                watermark_path=state_dir / "watermarks.json",
+            ),
+            "ingress": IngressSettings(
+                port=0,
+                webhook_secrets={"pix-gw": SecretStr(GATEWAY_SECRET)},
+                rate_per_s=1e6,
+                rate_burst=10**6,
+                ixc_rate_per_s=100,
+            ),
+            "radius": RadiusSettings(
+                nas_secrets={SECRET_REF: SecretStr(SECRET.decode())},
+                coa_start_from="earliest",
+            ),
+        }
+    )
+    tz = ZoneInfo(settings.ixc.timezone)
+    stop = asyncio.Event()
+    async with (
+        AsyncEventProducer(build_producer(settings, catalog=catalog)) as sink,
+        IxcClient(settings.ixc) as ixc,
+    ):
+        poller = IxcPoller(
+            ixc, sink, KafkaDeadLetters(sink, catalog), WatermarkStore(
+                settings.ixc.watermark_path), tz=tz
+        )  # fmt: skip
+        first = await poller.poll_once()
+        # The NAS answers on a free port on this host (the simulator's NAS is 10.255.0.1).
+        now = datetime.now(UTC)
+        await sink.emit(
+            ixc_state.NAS,
+            {
+                "envelope": envelope("bench"),
+                "nas_id": NAS_ID,
+                "name": "bras-1",
+                "ip": "127.0.0.1",
+                "vendor": "MIKROTIK",
+                "secret_ref": SECRET_REF,
+                "coa_port": nas.port,
+            },
         )
-        tz = ZoneInfo(settings.ixc.timezone)
-        stop = asyncio.Event()
-        async with (
-            AsyncEventProducer(build_producer(settings, catalog=catalog)) as sink,
-            IxcClient(settings.ixc) as ixc,
-        ):
-            poller = IxcPoller(
-                ixc, sink, KafkaDeadLetters(sink, catalog), WatermarkStore(
-                    settings.ixc.watermark_path), tz=tz
-            )  # fmt: skip
-            first = await poller.poll_once()
-            # The NAS answers on a free port on this host (the simulator's NAS is 10.255.0.1).
-            now = datetime.now(UTC)
+        for contract in contracts:
+            login = isp.get("radusuarios", contract)["login"]
             await sink.emit(
-                ixc_state.NAS,
+                ACCOUNTING,
                 {
                     "envelope": envelope("bench"),
+                    "login": login,
+                    "status_type": "start",
+                    "session_id": f"s-{contract}",
                     "nas_id": NAS_ID,
-                    "name": "bras-1",
-                    "ip": "127.0.0.1",
-                    "vendor": "MIKROTIK",
-                    "secret_ref": SECRET_REF,
-                    "coa_port": nas.port,
+                    "nas_ip_address": "127.0.0.1",
+                    "event_at": now,
+                    "received_at": now,
                 },
             )
-            for contract in contracts:
-                login = isp.get("radusuarios", contract)["login"]
-                await sink.emit(
-                    ACCOUNTING,
-                    {
-                        "envelope": envelope("bench"),
-                        "login": login,
-                        "status_type": "start",
-                        "session_id": f"s-{contract}",
-                        "nas_id": NAS_ID,
-                        "nas_ip_address": "127.0.0.1",
-                        "event_at": now,
-                        "received_at": now,
-                    },
-                )
-            coa_worker = CoaWorker(settings, catalog=catalog)
-            await asyncio.to_thread(coa_worker.start)
-            coa = CoaThread(coa_worker)
-            worker = RequestWorker(settings, catalog=catalog)
-            await worker.start()
-            ingress = IngressService(settings, catalog=catalog)
-            await ingress.start()
-            tasks = [
-                asyncio.create_task(poller.run(args.poll_interval, stop)),
-                asyncio.create_task(worker.run()),
-            ]
-            sent: dict[str, float] = {}
-            try:
-                async with aiohttp.ClientSession() as http:
-                    for i, contract in enumerate(contracts):
-                        body = json.dumps(
-                            {
-                                "payment_id": f"E{uuid.uuid4().hex[:16]}",
-                                "contract_id": contract,
-                                "amount": "89.90",
-                                "method": "pix",
-                            }
-                        ).encode()
-                        ts = str(int(time.time()))
-                        headers = {
-                            "Content-Type": "application/json",
-                            "X-Filas-Gateway": "pix-gw",
-                            "X-Filas-Timestamp": ts,
-                            "X-Filas-Signature": sign(GATEWAY_SECRET, ts, body),
+        coa_worker = CoaWorker(settings, catalog=catalog)
+        await asyncio.to_thread(coa_worker.start)
+        coa = CoaThread(coa_worker)
+        worker = RequestWorker(settings, catalog=catalog)
+        await worker.start()
+        ingress = IngressService(settings, catalog=catalog)
+        await ingress.start()
+        tasks = [
+            asyncio.create_task(poller.run(args.poll_interval, stop)),
+            asyncio.create_task(worker.run()),
+        ]
+        sent: dict[str, float] = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                for i, contract in enumerate(contracts):
+                    body = json.dumps(
+                        {
+                            "payment_id": f"E{uuid.uuid4().hex[:16]}",
+                            "contract_id": contract,
+                            "amount": "89.90",
+                            "method": "pix",
                         }
-                        sent[contract] = time.monotonic()
-                        async with http.post(
-                            f"{ingress.base_url}/v1/webhooks/payments", data=body, headers=headers
-                        ) as response:
-                            if response.status != 202:
-                                raise SystemExit(f"webhook refused: {await response.text()}")
-                        delay = sent[contract] + 1.0 / args.rate - time.monotonic()
-                        if delay > 0 and i + 1 < len(contracts):
-                            await asyncio.sleep(delay)
-                for _ in range(600):  # at most 60 s for the last ACKs
-                    if len(coa.acked) >= len(contracts):
-                        break
-                    await asyncio.sleep(0.1)
-            finally:
-                stop.set()
-                worker.stop()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await worker.close()
-                await ingress.stop()
-                coa.stop()
-                nas.close()
-                sim.stop()
-        latencies = [(coa.acked[c] - sent[c]) * 1000 for c in contracts if c in coa.acked]
-        print(
-            f"{len(latencies)}/{len(contracts)} payments ACKed at the NAS ({coa.other} other "
-            f"CoA outcomes), first poll emitted {first.emitted} events, poll every "
-            f"{args.poll_interval}s, {args.rate:g} webhooks/s"
-        )
-        if len(latencies) < 2:
-            raise SystemExit("not enough ACKs to measure")
-        q = statistics.quantiles(latencies, n=100)
-        report("requests_payment_webhook_to_nas_ack_p50", q[49], "ms", q[49] / 5000.0, PEER)
-        report("requests_payment_webhook_to_nas_ack_p99", q[98], "ms", q[98] / 5000.0, PEER)
+                    ).encode()
+                    ts = str(int(time.time()))
+                    headers = {
+                        "Content-Type": "application/json",
+                        "X-Filas-Gateway": "pix-gw",
+                        "X-Filas-Timestamp": ts,
+                        "X-Filas-Signature": sign(GATEWAY_SECRET, ts, body),
+                    }
+                    sent[contract] = time.monotonic()
+                    async with http.post(
+                        f"{ingress.base_url}/v1/webhooks/payments", data=body, headers=headers
+                    ) as response:
+                        if response.status != 202:
+                            raise SystemExit(f"webhook refused: {await response.text()}")
+                    delay = sent[contract] + 1.0 / args.rate - time.monotonic()
+                    if delay > 0 and i + 1 < len(contracts):
+                        await asyncio.sleep(delay)
+            for _ in range(600):  # at most 60 s for the last ACKs
+                if len(coa.acked) >= len(contracts):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            worker.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await worker.close()
+            await ingress.stop()
+            coa.stop()
+            nas.close()
+            sim.stop()
+    latencies = [(coa.acked[c] - sent[c]) * 1000 for c in contracts if c in coa.acked]
+    print(
+        f"{len(latencies)}/{len(contracts)} payments ACKed at the NAS ({coa.other} other "
+        f"CoA outcomes), first poll emitted {first.emitted} events, poll every "
+        f"{args.poll_interval}s, {args.rate:g} webhooks/s"
+    )
+    return latencies, len(contracts)
 
 
 def main() -> None:
