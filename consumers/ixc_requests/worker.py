@@ -6,6 +6,8 @@ Start: status view caught up (the ledger) -> one consumer per lane (group
 (a bulk record is taken only when the high lane has nothing waiting); each record is a task;
 a partition's offset is committed only up to its oldest unfinished record, so a crash replays
 unfinished requests (the ledger and IXC's per-request-id idempotency make that harmless).
+A record whose status or dead letter cannot be written (Kafka down) stays uncommitted: its
+partition's commit point stops there until the worker restarts and replays from it.
 """
 
 from __future__ import annotations
