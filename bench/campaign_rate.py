@@ -53,8 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-unacked", type=int, default=256)
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     with (
@@ -66,9 +67,10 @@ def main() -> None:
             update={
                 "topics": TopicsSettings(prefix=prefix),
                 "delivery": DeliverySettings(
+                    max_unacked=args.max_unacked,
                     email=SmtpChannelSettings(
                         port=sink.port, rate_per_s=args.rate, concurrency=args.concurrency
-                    )
+                    ),
                 ),
             }
         )
