@@ -247,8 +247,9 @@ class IngressSettings(BaseModel):
     producer_linger_ms: int = Field(default=1, ge=0)
     # Public base URL of the status links; None: the Host the client used.
     public_url: str | None = None
-    # Workers: IXC calls in flight per worker, IXC calls per second per worker, attempts per
-    # request before it is dead-lettered (5xx/timeouts), backoff between attempts.
+    # Workers: IXC calls in flight per worker; IXC calls per second for the whole worker group
+    # (each worker takes its share of lane partitions); attempts per request before it is
+    # dead-lettered (5xx/timeouts); backoff between attempts.
     worker_concurrency: int = Field(default=8, ge=1)
     ixc_rate_per_s: float = Field(default=20.0, gt=0)
     max_attempts: int = Field(default=4, ge=1)

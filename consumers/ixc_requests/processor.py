@@ -59,13 +59,26 @@ StatusSink = Callable[[Mapping[str, Any]], Awaitable[None]]
 DeadLetterSink = Callable[[FilasError], Awaitable[None]]
 
 
+def rate_share(limit: float, assigned: int, total: int) -> float:
+    """This worker's part of the global IXC rate when it holds ``assigned`` of the lanes'
+    ``total`` partitions: the shares of every worker of the group add up to ``limit``. Never
+    below one partition's share (a worker between rebalances still makes progress)."""
+    if total <= 0:
+        return limit
+    return limit * max(assigned, 1) / total
+
+
 class CallRate:
     """Spaces IXC calls to ``rate`` per second across every task of this worker."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
         self._clock = clock
         self._next = 0.0
+        self.rate = rate
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
         RATE_LIMIT_RATE.labels(component=COMPONENT, limiter="ixc").set(rate)
 
     def reserve(self) -> float:
@@ -107,7 +120,7 @@ class RequestProcessor:
         self._emit_status = emit_status
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._rate = rate or CallRate(settings.ixc_rate_per_s)
+        self.rate = rate or CallRate(settings.ixc_rate_per_s)
         self._running: dict[str, asyncio.Event] = {}
         self.stats = Stats()
 
@@ -163,7 +176,7 @@ class RequestProcessor:
             attempts += 1
             await self._emit(self._status(request, RUNNING, attempts))
             try:
-                wait = self._rate.reserve()
+                wait = self.rate.reserve()
                 if wait > 0:
                     await self._sleep(wait)
                 started = time.perf_counter()

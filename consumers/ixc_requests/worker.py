@@ -6,6 +6,8 @@ Start: status view caught up (the ledger) -> one consumer per lane (group
 (a bulk record is taken only when the high lane has nothing waiting); each record is a task;
 a partition's offset is committed only up to its oldest unfinished record, so a crash replays
 unfinished requests (the ledger and IXC's per-request-id idempotency make that harmless).
+IXC calls are paced to ``ixc_rate_per_s`` x (lane partitions held / lane partitions), recomputed
+at every rebalance, so the whole group stays under the global cap whatever its size.
 A record whose status or dead letter cannot be written (Kafka down) stays uncommitted: its
 partition's commit point stops there until the worker restarts and replays from it.
 """
@@ -17,13 +19,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumers.ixc_requests.calls import IxcWriter
-from consumers.ixc_requests.processor import COMPONENT, RequestProcessor
+from consumers.ixc_requests.processor import COMPONENT, RequestProcessor, rate_share
 from consumers.ixc_requests.status_view import StatusTail
 from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
@@ -85,6 +87,8 @@ class RequestWorker:
         )
         self._consumers: list[tuple[TopicSpec, Any]] = []
         self._tracker = OffsetTracker()
+        self._assigned: dict[str, set[int]] = {}
+        self._total_partitions = 0
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -129,12 +133,42 @@ class RequestWorker:
                 "heartbeat.interval.ms": 1000,
             }
             consumer = Consumer(conf)
+            metadata = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
+            self._total_partitions += len(metadata.partitions) if metadata is not None else 0
             consumer.subscribe(
                 [spec.name],
-                on_assign=lambda _c, parts: self._tracker.forget(parts),
-                on_revoke=lambda _c, parts: self._tracker.forget(parts),
+                on_assign=self._on_assign(str(spec.lane)),
+                on_revoke=self._on_revoke(str(spec.lane)),
             )
             self._consumers.append((spec, consumer))
+
+    def _on_assign(self, lane: str) -> Callable[[Any, list[TopicPartition]], None]:
+        def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            self._tracker.forget(partitions)
+            self._assigned[lane] = {tp.partition for tp in partitions}
+            self._reshare()
+
+        return on_assign
+
+    def _on_revoke(self, lane: str) -> Callable[[Any, list[TopicPartition]], None]:
+        def on_revoke(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            self._tracker.forget(partitions)
+            self._assigned[lane] = set()
+            self._reshare()
+
+        return on_revoke
+
+    def _reshare(self) -> None:
+        """The global IXC rate cap, split by the share of lane partitions this worker holds."""
+        assigned = sum(len(p) for p in self._assigned.values())
+        rate = rate_share(self.settings.ingress.ixc_rate_per_s, assigned, self._total_partitions)
+        self.processor.rate.set_rate(rate)
+        log.info(
+            "ixc requests: %d/%d lane partitions: %.1f IXC calls/s",
+            assigned,
+            self._total_partitions,
+            rate,
+        )
 
     async def run(self) -> None:
         limit = self.settings.ingress.worker_concurrency

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from consumers.ixc_requests.calls import IxcCall, IxcRefusal, IxcWriter, ixc_call
-from consumers.ixc_requests.processor import CallRate, RequestProcessor
+from consumers.ixc_requests.processor import CallRate, RequestProcessor, rate_share
 from consumers.ixc_requests.status_view import StatusView
 from consumers.ixc_requests.worker import OffsetTracker
 from filas.errors import FilasError
@@ -164,6 +164,18 @@ def test_view_never_lets_queued_override_a_worker_state() -> None:
     assert record is not None
     assert record["state"] == "DONE"
     assert view.last_raw_state("a") == "QUEUED"
+
+
+def test_rate_share_splits_the_global_cap_by_partitions_held() -> None:
+    assert rate_share(20.0, 12, 12) == 20.0
+    assert rate_share(20.0, 4, 12) == pytest.approx(20.0 / 3)
+    assert sum(rate_share(30.0, n, 12) for n in (5, 4, 3)) == pytest.approx(30.0)
+    assert rate_share(12.0, 0, 12) == 1.0  # between rebalances: one partition's share
+    rate = CallRate(2.0, clock=lambda: 100.0)
+    assert [rate.reserve() for _ in range(3)] == [0.0, 0.5, 1.0]
+    rate.set_rate(4.0)
+    assert rate.reserve() == 1.5  # the slot already promised, then spaced at 1/4 s
+    assert rate.reserve() == 1.75
 
 
 def test_offset_tracker_commits_the_done_prefix_only() -> None:
