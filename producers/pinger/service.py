@@ -97,6 +97,11 @@ class PingerService:
         self._track = track_devices
         self._consumer: Any = None
         self._stopping = asyncio.Event()
+        # Set when partitions newly assigned by a rebalance have been read: every class starts
+        # a round at once instead of at its next slot, so a dead instance's devices are probed
+        # within the session timeout plus one sweep.
+        self._reassigned: list[asyncio.Event] = []
+        self._reading_new = False
 
     # -- Kafka side --------------------------------------------------------------------------
     def _open_consumer(self) -> None:
@@ -121,6 +126,7 @@ class PingerService:
         consumer.assign(partitions)
         self.inventory.assign(tp.partition for tp in partitions)
         self.stats.rebalances += 1
+        self._reading_new = True
         logger.info(
             "pinger %s assigned partitions %s",
             self.instance,
@@ -196,6 +202,10 @@ class PingerService:
     async def _consume_loop(self) -> None:
         while not self._stopping.is_set():
             if self._poll_devices() == 0:
+                if self._reading_new and len(self.inventory):
+                    self._reading_new = False  # caught up with the new partitions
+                    for event in self._reassigned:
+                        event.set()
                 await asyncio.sleep(0.05)
             else:
                 await asyncio.sleep(0)
@@ -224,7 +234,10 @@ class PingerService:
         assert settings is not None
         loop = asyncio.get_running_loop()
         next_start = loop.time()
+        wake = asyncio.Event()
+        self._reassigned.append(wake)
         while not self._stopping.is_set():
+            wake.clear()
             targets = self.inventory.of_class(ping_class)
             probed_at = now_utc()
             started = time.perf_counter()
@@ -245,8 +258,14 @@ class PingerService:
                 self.stats.overruns += 1
                 next_start = loop.time()
                 delay = 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, wake)]
+            try:
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if wake.is_set():
+                next_start = loop.time()  # a rebalance brought devices: sweep them now
 
     async def run(self) -> None:
         """Consume the inventory and sweep it until ``stop()``; closes everything on the way out."""

@@ -229,14 +229,18 @@ def test_pinger_results_per_device_and_malformed_inventory_to_dlq(env: Env) -> N
     assert all(r["source_topic"] == env.catalog.resolve(DEVICES).name for r in letters)
 
 
+ROUND_S = 4.0  # the session timeout (6 s, the broker's minimum) is 1.5 rounds
+
+
 def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
     """Two instances split the inventory; SIGKILL one: the other pings all its devices within
-    the session timeout plus two rounds."""
+    two rounds (session timeout, then an immediate sweep of the partitions it gained)."""
     ids = [f"lo-{i}" for i in range(24)]
     for i, d in enumerate(ids):
         env.producer.emit(DEVICES, device(d, f"127.9.0.{i + 1}"))
     env.producer.flush()
-    survivor = PingerThread(env, "survivor")
+    every = PingClassSettings(interval_s=ROUND_S, count=1, probe_interval_s=0.0, timeout_s=0.2)
+    survivor = PingerThread(env, "survivor", critical=every)
     metrics_port = free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("FILAS_")} | {
         "FILAS_KAFKA__BOOTSTRAP_SERVERS": env.settings.kafka.bootstrap_servers,
@@ -247,7 +251,7 @@ def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
         "FILAS_PING__SESSION_TIMEOUT_MS": "6000",
     }
     for cls in ("CRITICAL", "STANDARD", "SUBSCRIBER"):
-        child_env[f"FILAS_PING__{cls}__INTERVAL_S"] = "0.3"
+        child_env[f"FILAS_PING__{cls}__INTERVAL_S"] = str(ROUND_S)
         child_env[f"FILAS_PING__{cls}__COUNT"] = "1"
         child_env[f"FILAS_PING__{cls}__TIMEOUT_S"] = "0.2"
     victim = subprocess.Popen(
@@ -270,8 +274,11 @@ def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
 
     results.until(split, 60, "both instances publishing")
     mark = len(results.records)
-    time.sleep(1.5)  # a few rounds after the split
-    results.poll()
+
+    def covered(records: list[dict[str, Any]]) -> bool:
+        return {r["device_id"] for r in records[mark:]} == set(ids)
+
+    results.until(covered, 3 * ROUND_S, "a full round from the two instances")
     after = results.records[mark:]
     by_victim = {r["device_id"] for r in after if r["pinger_instance"] == "victim"}
     by_survivor = {r["device_id"] for r in after if r["pinger_instance"] == "survivor"}
@@ -299,9 +306,8 @@ def test_killed_pinger_devices_are_taken_over(env: Env) -> None:
         )
         return by_victim <= seen_after
 
-    results.until(taken_over, 6.0 + 2 * 0.3 + 10.0, "the survivor to ping the victim's devices")
+    results.until(taken_over, 4 * ROUND_S, "the survivor to ping the victim's devices")
     took = time.monotonic() - killed_at
-    # Session timeout (6 s) + rebalance + re-read + two rounds of 0.3 s.
-    assert took < 6.0 + 2 * 0.3 + 5.0, took
+    assert took < 2 * ROUND_S, took
     survivor.stop()
     assert set(ids) <= {r["device_id"] for r in results.records}
