@@ -27,7 +27,8 @@ def test_lanes_make_one_topic_per_lane_in_priority_order() -> None:
     ]
     assert [s.lane for s in (high, mid, low)] == ["high", "normal", "bulk"]
     assert (high.partitions, mid.partitions) == (2, 6)
-    assert high.key_field == "id" and high.value_schema == "x.Y"
+    assert high.key_field == "id"
+    assert high.value_schema == "x.Y"
 
 
 @pytest.mark.parametrize("names", [(), ("a", "a"), ("a.b",), ("",)])
@@ -116,20 +117,26 @@ def test_one_group_per_lane_and_no_auto_commit() -> None:
     _, (high, bulk) = _lanes()
     assert (high.conf["group.id"], bulk.conf["group.id"]) == ("g.high", "g.bulk")
     assert high.conf["enable.auto.commit"] is False
-    assert high.topics == ["work.items.high"] and bulk.topics == ["work.items.bulk"]
+    assert high.topics == ["work.items.high"]
+    assert bulk.topics == ["work.items.bulk"]
 
 
 def test_higher_lane_is_drained_before_a_lower_backlog() -> None:
     consumer, (high, bulk) = _lanes()
     bulk.queue.extend(FakeMessage("work.items.bulk", 0, i) for i in range(1000))
     first = consumer.poll(100, timeout_s=0)
-    assert first is not None and first.lane == 1 and len(first.messages) == 100
+    assert first is not None
+    assert first.lane == 1
+    assert len(first.messages) == 100
     high.queue.extend(FakeMessage("work.items.high", 0, i) for i in range(3))
     second = consumer.poll([10, 100], timeout_s=0)
-    assert second is not None and second.lane == 0
+    assert second is not None
+    assert second.lane == 0
     assert [m.offset() for m in second.messages] == [0, 1, 2]
     third = consumer.poll(100, timeout_s=0)
-    assert third is not None and third.lane == 1 and third.messages[0].offset() == 100
+    assert third is not None
+    assert third.lane == 1
+    assert third.messages[0].offset() == 100
 
 
 def test_idle_poll_waits_on_the_highest_lane_and_returns_none() -> None:
@@ -149,7 +156,7 @@ def test_rebalance_callbacks_reach_the_listener_and_bound_commits() -> None:
         def on_revoke(self, lane: int, spec: TopicSpec, partitions: list[int]) -> None:
             events.append(("revoke", lane, partitions))
 
-    consumer, (high, bulk) = _lanes()
+    consumer, (_high, bulk) = _lanes()
     consumer.listener = Listener()
 
     class TP:
