@@ -102,7 +102,7 @@ def read_topic(
             for p in sorted(topic.partitions)
         ]
         if since_ms is not None:
-            starts = consumer.offsets_for_times(starts, timeout=10)
+            starts = _offsets_for_times(consumer, starts, timeout_s)
         pending: dict[int, int] = {}
         assignment = []
         for tp in starts:
@@ -134,6 +134,27 @@ def read_topic(
         return count
     finally:
         consumer.close()
+
+
+def _offsets_for_times(
+    consumer: Any, wanted: list[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """``offsets_for_times`` retried until no partition reports an error (a busy or fresh
+    topic's leader may not answer at once): a silent per-partition error would skip it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            found: list[TopicPartition] = consumer.offsets_for_times(wanted, timeout=10)
+            failed = [tp for tp in found if tp.error is not None]
+        except KafkaException as exc:
+            failed, error = wanted, exc
+        else:
+            if not failed:
+                return found
+            error = failed[0].error
+        if time.monotonic() > deadline:
+            raise BrokerUnavailableError(f"campaigns: no offsets for {failed[0].topic}: {error}")
+        time.sleep(0.2)
 
 
 def load_progress(
