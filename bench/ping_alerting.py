@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from bench.common import report, services
+from bench.ping_sweep import drop_topics
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog
@@ -164,6 +165,8 @@ def main() -> None:
             flush=True,
         )
         service.close()
+        # Bench topics hold ~50 MB per run: drop them rather than leave them on a shared cluster.
+        drop_topics(settings, [s.name for s in specs])
         report("ping_alerting_plain_consume", plain, "records/s", 1.0, PEER)
         report("ping_alerting_worker", rate, "results/s", rate / plain, PEER)
         report("ping_alerting_worker", rate, "results/s", rate / GOAL, "issue 4 goal 20000/s")

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.common import report, services
+from bench.ping_sweep import drop_topics
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog
@@ -141,6 +142,7 @@ def main() -> None:
             alert_thread.join(20)
             alerting.close()
             reader.consumer.close()
+            drop_topics(settings, [s.name for s in specs])
     if not latencies:
         raise SystemExit("no alert was detected")
     p50 = statistics.median(latencies)

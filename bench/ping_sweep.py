@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -20,8 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
 from bench.common import report
-from filas.settings import PingClassSettings
+from filas.settings import PingClassSettings, Settings
 from producers.pinger.icmp import IcmpProber
 from producers.pinger.inventory import Target
 from producers.pinger.sweeper import sweep
@@ -53,6 +57,14 @@ def fping_rate(path: Path, n: int, extra: list[str], timeout_ms: int) -> tuple[f
     elapsed = time.perf_counter() - started
     received = sum("xmt/rcv/%loss = 1/1/" in line for line in done.stderr.splitlines())
     return n / elapsed, received
+
+
+def drop_topics(settings: Settings, names: list[str]) -> None:
+    """Delete a benchmark's topics (tens of MB per run) instead of leaving them on the cluster."""
+    futures = AdminClient(dict(settings.kafka.client_config())).delete_topics(names)
+    for future in futures.values():
+        with contextlib.suppress(KafkaException):
+            future.result(30)
 
 
 def main() -> None:
