@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Apicurio app are downloaded once (about 200 MB), not per temporary home.
 CACHE_DIR = REPO / ".filas" / "cache"
 START_TIMEOUT_S = 240.0
+# One broker holds every test's uniquely prefixed topics for the whole session (thousands of
+# partitions by the end): 512 MiB ran out of heap at about 15,000 partitions.
+SESSION_KAFKA_HEAP = "1536m"
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +63,10 @@ def platform_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platf
 
     home = tmp_path_factory.mktemp("filas-home")
     local = LocalPlatform(
-        local_settings(home, CACHE_DIR, start_timeout_s=START_TIMEOUT_S), clickhouse
+        local_settings(
+            home, CACHE_DIR, start_timeout_s=START_TIMEOUT_S, kafka_heap=SESSION_KAFKA_HEAP
+        ),
+        clickhouse,
     )
     try:
         running = local.up(
