@@ -17,6 +17,7 @@ import os
 import random
 import secrets
 import shlex
+import shutil
 import signal
 import tempfile
 import time
@@ -54,9 +55,20 @@ from producers.radius.pyrad_adapter import ACCESS_ACCEPT, ACCESS_REQUEST, ACCOUN
 
 COA_PORT = 3799  # what the IXC adapter writes in ixc.nas (producers/ixc/mapping.py)
 PING_OFF = (
-    "left out: the pinger and alerting need device addresses that can go down (a network "
-    "namespace per POP); see docs/homologation.md"
+    "left out: needs root and iproute2 for the outage POP's network namespace "
+    "(docs/homologation.md)"
 )
+PING_ENV = {
+    f"FILAS_PING__{cls}__{key}": value
+    for cls in ("CRITICAL", "STANDARD", "SUBSCRIBER")
+    for key, value in (("INTERVAL_S", "2"), ("COUNT", "1"), ("TIMEOUT_S", "0.5"))
+} | {"FILAS_PING__DOWN_AFTER_ROUNDS": "2", "FILAS_PING__SUPPRESSION_HOLD_S": "5"}
+
+
+def _can_netns() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None
+
+
 REQUESTS_OFF = "not part of this day's scenario yet (docs/requests.md drives it)"
 
 
@@ -119,12 +131,6 @@ STEPS: tuple[Step, ...] = (
         ("logins",),
     ),
     Step(
-        "outage_alert",
-        "Outage alert with subscriber notices (pinger + alerting)",
-        ("ping serve", "alerts serve"),
-        off_reason=PING_OFF,
-    ),
-    Step(
         "requests",
         "Service requests through the ingress to IXC",
         ("ingress serve", "requests work"),
@@ -135,6 +141,13 @@ STEPS: tuple[Step, ...] = (
         "Marketing campaign: fan-out, e-mail to an SMTP sink, SMS to an HTTP sink",
         ("campaigns create", "campaigns fanout", "delivery serve"),
         ("poll",),
+    ),
+    Step(
+        "outage_alert",
+        "POP outage alert with subscriber notices (pinger + alerting; POP in a network namespace)",
+        ("ping serve", "alerts serve"),
+        ("poll", "sink"),
+        off_reason=None if _can_netns() else PING_OFF,
     ),
     Step("summary", "Summary from ClickHouse and Kafka", (), ("sink",)),
 )
@@ -162,6 +175,9 @@ class DayFacts:
     unblocked_contracts: list[str] = field(default_factory=list)
     unblocked_with_session: list[str] = field(default_factory=list)
     coa_requests_at_nas: int = 0
+    outage_devices: int = 0
+    outage_alerts: int = 0
+    notices_at_sinks: int = 0
     campaign_id: str | None = None
     campaign_queued: int = 0
     emails_at_sink: int = 0
@@ -657,6 +673,89 @@ class Homologation:
             time.sleep(2)
         return latest
 
+    def step_outage_alert(self) -> None:
+        from filas.catalog.network import ALERTS
+        from producers.pinger.netns import NetNs
+
+        pop = self.nas[0].pop_id
+        forms = ("radpop", "radpop_radio", "radpop_radio_cliente_fibra")
+        devices = [
+            (form, r["id"])
+            for form in forms
+            for r in self.isp.records(form)
+            if (r["id"] if form == "radpop" else r.get("id_pop")) == pop and r.get("ip")
+        ][:240]
+        net = NetNs(extra=len(devices)).__enter__()
+        self.peers.append(_NetNsPeer(net))
+        for (form, record_id), address in zip(devices, net.hosts, strict=True):
+            self._post(f"/_sim/records/{form}/{record_id}", {"ip": address})
+        self.facts.outage_devices = len(devices)
+        self.echo(
+            f"POP {pop}: {len(devices)} devices moved behind {net.gateway} (namespace {net.ns}); "
+            + self.poll_once("ixc-poll-devices")
+        )
+        self.env |= PING_ENV
+        self.supervisor.start(
+            "pinger",
+            filas_argv("ping", "serve", "--stats-every", "10"),
+            env=self._metrics_env("pinger"),
+            ready=log_contains(" up"),
+            timeout_s=120,
+        )
+        self.supervisor.start(
+            "alerting",
+            filas_argv("alerts", "serve", "--stats-every", "10"),
+            env=self._metrics_env("alerting"),
+            ready=log_contains("alerting up"),
+            timeout_s=120,
+        )
+        time.sleep(8)  # a few rounds with every device up, so the outage is a change
+        before = self._sink_messages()
+        net.link_down()
+        self.echo(f"POP {pop} uplink cut at {datetime.now(UTC):%H:%M:%S}")
+        table = self._table_of(ALERTS)
+        deadline = time.monotonic() + 90
+        alerts = 0
+        while time.monotonic() < deadline:
+            alerts = self._count(table)
+            if alerts > 0 and self._sink_messages() > before:
+                break
+            time.sleep(1)
+        time.sleep(5)  # let the notices drain
+        self.facts.outage_alerts = self._count(table)
+        self.facts.notices_at_sinks = self._sink_messages() - before
+        self.echo(
+            f"alerts landed: {self.facts.outage_alerts}; subscriber notices at the sinks: "
+            f"{self.facts.notices_at_sinks}"
+        )
+        net.link_up()
+
+    def _sink_messages(self) -> int:
+        return sum(
+            p.count() if hasattr(p, "count") else len(getattr(p, "accepted", ()))
+            for p in self.peers
+            if not isinstance(p, _NetNsPeer)
+        )
+
+    def _table_of(self, spec: Any) -> str:
+        from consumers.clickhouse.tables import table_name
+        from filas.catalog import Catalog
+
+        return table_name(Catalog.build(self.settings.topics.prefix).resolve(spec).name)
+
+    def _count(self, table: str) -> int:
+        from consumers.clickhouse.client import ClickHouse
+        from filas.homologation.summary import Db
+
+        ch = Db(ClickHouse(self.settings.clickhouse), {"t": table})
+        try:
+            exists = ch.query("EXISTS TABLE $t")
+            if not exists or not int(exists[0][0]):
+                return 0
+            return int(ch.query("SELECT count() FROM $t")[0][0])
+        finally:
+            ch.close()
+
     def step_summary(self) -> None:
         prefix = self.settings.topics.prefix
         groups = [self.sink_group, prefix + self.settings.radius.coa_group_id]
@@ -761,6 +860,16 @@ class Homologation:
             document["stopped"] = dict(stopped)
             document["running_after_stop"] = self.supervisor.running()
         self.config.summary_json.write_text(json.dumps(document, indent=2, default=str))
+
+
+class _NetNsPeer:
+    """The outage POP's namespace as a peer the run stops (deleted on every exit path)."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def stop(self) -> None:
+        self.net.close()
 
 
 def _accepted(reply: Reply | None) -> bool:

@@ -58,7 +58,7 @@ def collect_summary(
 
     catalog = Catalog.build(settings.topics.prefix)
     since = {"start": started_at.strftime("%Y-%m-%d %H:%M:%S")}
-    ch = _Db(
+    ch = Db(
         ClickHouse(settings.clickhouse),
         {
             "auth": _table(catalog, AUTH_DECISIONS),
@@ -146,7 +146,7 @@ def _scalar(rows: Sequence[tuple[Any, ...]]) -> int:
     return int(rows[0][0] or 0) if rows else 0
 
 
-class _Db:
+class Db:
     """ClickHouse queries written with $names: the catalog's (prefixed) table names, quoted, and
     $window, the run's time window; values always travel as parameters."""
 
@@ -170,7 +170,7 @@ class _Db:
         self.clickhouse.close()
 
 
-def _unblock_acks(ch: _Db, contracts: list[str], since: dict[str, str]) -> int:
+def _unblock_acks(ch: Db, contracts: list[str], since: dict[str, str]) -> int:
     if not contracts:
         return 0
     return _scalar(
@@ -183,7 +183,7 @@ def _unblock_acks(ch: _Db, contracts: list[str], since: dict[str, str]) -> int:
     )
 
 
-def _optional_count(ch: _Db, since: dict[str, str]) -> int | None:
+def _optional_count(ch: Db, since: dict[str, str]) -> int | None:
     exists = ch.query("EXISTS TABLE $alerts")
     if not exists or not int(exists[0][0]):
         return None
@@ -232,7 +232,13 @@ def format_summary(summary: Summary, facts: DayFacts) -> list[str]:
         f"CoA results         {_pairs(s.coa_outcomes)}; unblock ACKs {s.coa_unblock_acks} for "
         f"{len(f.unblocked_with_session)} unblocked contracts with a live session",
         "alerts              "
-        + ("no alerts table (alerting not run)" if s.alerts is None else str(s.alerts)),
+        + ("no alerts table (alerting not run)" if s.alerts is None else str(s.alerts))
+        + (
+            f" (outage POP: {f.outage_devices} devices cut off; {f.notices_at_sinks} "
+            "subscriber notices at the sinks)"
+            if f.outage_devices
+            else ""
+        ),
         f"messages            {_pairs(s.messages) or 'none'} (sinks received "
         f"{f.emails_at_sink} e-mails, {f.sms_at_sink} SMS)",
         f"lag                 {s.lag_total if s.lag_total is not None else '?'} records in "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_small_homologation_run_matches_clickhouse_and_kafka(
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
     assert "homologation summary" in out
-    assert "SKIPPED (left out: the pinger" in out  # a skipped step says why
+    assert "SKIPPED (not part of this day's scenario yet" in out  # a skipped step says why
     document: dict[str, Any] = json.loads(summary_path.read_text())
     facts, summary = document["facts"], document["summary"]
 
@@ -162,3 +163,13 @@ def test_small_homologation_run_matches_clickhouse_and_kafka(
     assert messages.get("sms:sent", 0) == facts["sms_at_sink"]
     assert messages.get("email:sent", 0) == facts["emails_at_sink"]
     assert summary["lag_total"] is not None
+
+    # Outage: the POP's devices went dark in a namespace; an alert landed and notices went out.
+    if os.geteuid() == 0:
+        assert facts["outage_devices"] > 0
+        assert facts["outage_alerts"] >= 1
+        assert summary["alerts"] >= 1
+        assert facts["notices_at_sinks"] > 0
+        [namespace] = re.findall(r"\(namespace (flns\w+)\)", out)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+        assert namespace not in listed.stdout  # deleted when the run stopped
