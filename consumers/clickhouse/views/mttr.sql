@@ -20,6 +20,8 @@ FROM
     FROM net_alerts FINAL
     WHERE opened_at >= toDateTime(%(start)s) AND opened_at < toDateTime(%(end)s)
     GROUP BY alert_id
+    -- An alert folded into its parent's is closed by the merge, not repaired: not an MTTR sample.
+    HAVING countIf(isNotNull(merged_into_alert_id)) = 0
 )
 GROUP BY pop, root_device_id
 ORDER BY pop, root_device_id
