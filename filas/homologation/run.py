@@ -636,14 +636,14 @@ class Homologation:
         progress = self._wait_campaign(campaign_id, 240)
         queued = int(progress.get("queued", 0))
         self.facts.campaign_queued = queued
-        # Wait for every queued message at a sink, or until nothing moved for 30 s (a stuck or
+        # Wait for every queued message at a sink, or until nothing moved for 15 s (a stuck or
         # dead delivery worker is a finding of the run, reported below, not a hang).
         last, moved_at = -1, time.monotonic()
         while smtp.count() + len(sms.accepted) < queued:
             now_count = smtp.count() + len(sms.accepted)
             if now_count != last:
                 last, moved_at = now_count, time.monotonic()
-            if time.monotonic() - moved_at > 30:
+            if time.monotonic() - moved_at > 15:
                 break
             time.sleep(0.5)
         for channel in ("email", "sms"):
@@ -709,7 +709,7 @@ class Homologation:
             ready=log_contains("alerting up"),
             timeout_s=120,
         )
-        time.sleep(8)  # a few rounds with every device up, so the outage is a change
+        time.sleep(5)  # rounds with every device up first, so the outage is a change
         before = self._sink_messages()
         net.link_down()
         self.echo(f"POP {pop} uplink cut at {datetime.now(UTC):%H:%M:%S}")
@@ -721,7 +721,7 @@ class Homologation:
             if alerts > 0 and self._sink_messages() > before:
                 break
             time.sleep(1)
-        time.sleep(5)  # let the notices drain
+        time.sleep(3)  # let the notices drain
         self.facts.outage_alerts = self._count(table)
         self.facts.notices_at_sinks = self._sink_messages() - before
         self.echo(
