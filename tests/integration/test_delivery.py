@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.campaigns import DELIVERY_LEDGER, DELIVERY_RESULTS, MESSAGE_LANES
+from filas.local_platform.processes import free_port
 from filas.settings import (
     DeliverySettings,
     HttpChannelSettings,
@@ -380,7 +382,14 @@ def test_rate_limit_holds_across_three_worker_processes(env: Env, tmp_path: Path
     rate, n = 60.0, 600
     with SmtpSink() as sink:
         worker_env = _worker_env(env, sink, rate, concurrency=6)
-        procs = [_spawn(worker_env, tmp_path / f"worker{i}.log") for i in range(3)]
+        metrics_port = free_port()
+        procs = [
+            _spawn(
+                worker_env | ({"FILAS_METRICS__PORT": str(metrics_port)} if i == 0 else {}),
+                tmp_path / f"worker{i}.log",
+            )
+            for i in range(3)
+        ]
         try:
             _wait_members(env, 3)
             time.sleep(3)  # the cooperative rebalance's second round
@@ -392,8 +401,14 @@ def test_rate_limit_holds_across_three_worker_processes(env: Env, tmp_path: Path
             while sink.count() < n:
                 assert time.monotonic() < deadline, f"only {sink.count()} of {n} delivered"
                 time.sleep(0.2)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as page:
+                metrics = page.read().decode()
         finally:
             _stop(procs)
+        # The first worker's share of the limit, as Prometheus sees it: a third of 60/s.
+        assert (
+            'filas_rate_limit_rate{component="campaign-delivery",limiter="email"} 20.0' in metrics
+        )
         times = sorted(sink.times())
         counts = sink.by_message_id()
     assert len(counts) == n
