@@ -71,7 +71,7 @@ bench-%: install ## One benchmark: bench/<name>.py (e.g. make bench-producer, be
 k8s-topics: install ## Regenerate deploy/base's KafkaTopics and KEDA ScaledObjects from the catalog
 	$(BIN)/filas topics render --k8s --write deploy/base
 
-docs: install ## Regenerate the README's topic table and configuration reference from the code
+docs: install k8s-topics ## Regenerate everything generated from the code: README tables, deploy/base
 	$(BIN)/python scripts/update_readme_tables.py
 
 clean: down ## Stop services and delete local data, caches and the venv
