@@ -240,11 +240,14 @@ class DeliveryWorker:
 
     # -- rebalance (called from inside LaneConsumer.poll, on the poll thread) --------------------
 
-    def _assigned_anywhere(self) -> set[int]:
+    def _assigned_anywhere(self, excluding: tuple[int, set[int]] | None = None) -> set[int]:
         assert self.lanes is not None
         out: set[int] = set()
         for lane in range(len(self.lane_specs)):
-            out |= self.lanes.assignment(lane)
+            assigned = set(self.lanes.assignment(lane))
+            if excluding is not None and excluding[0] == lane:
+                assigned -= excluding[1]
+            out |= assigned
         return out
 
     def on_assign(self, lane: int, spec: TopicSpec, partitions: list[int]) -> None:
@@ -272,7 +275,10 @@ class DeliveryWorker:
             self._to_commit.pop(key, None)
             self._offsets.forget(key)
             self._held.pop(key, None)
-        self.ledger.drop(set(partitions) - self._assigned_anywhere())
+        # Called before the lane forgets these partitions: keep the ledger partitions another
+        # lane still owns (the ledger is shared by the lanes' equal partition numbers).
+        kept = self._assigned_anywhere(excluding=(lane, set(partitions)))
+        self.ledger.drop(set(partitions) - kept)
         logger.info("delivery: %s revoked %s", spec.name, partitions)
         self._share_dirty = True
 
