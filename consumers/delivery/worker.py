@@ -578,13 +578,12 @@ class DeliveryWorker:
         """One call to the provider (inside a concurrency slot, with a rate token); the first
         attempt also starts the ledger's ``sending`` entry (returned to be awaited later)."""
         marker = None
-        if attempts == 1:
-            # Produced before the send, so it precedes the outcome in the partition. Waiting
-            # for its ack matters only for at-most-once (on_ambiguous=skip): with resend, a
-            # lost marker and an unacked one lead to the same resend.
+        if attempts == 1 and self.config.on_ambiguous == "skip":
+            # At-most-once needs to know a send may have happened: 'sending' is acknowledged
+            # before the provider is called. Under resend it is not written at all: a message
+            # without a 'done' entry is sent (again) whether or not it has one.
             marker = asyncio.ensure_future(self._ledger_write(record, SENDING, None, attempts))
-            if self.config.on_ambiguous == "skip":
-                await marker
+            await marker
         dep_start = time.perf_counter()
         result = await self.channel.send(out)
         self._release_unsent()

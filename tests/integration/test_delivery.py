@@ -139,7 +139,12 @@ def test_email_delivered_once_with_retries_and_permanent_failures_to_dlq(env: En
         publish(env, campaign_messages(2, channel="sms", campaign_id=campaign, first_recipient=n))
 
         async def run() -> DeliveryWorker:
-            worker = DeliveryWorker(smtp_settings(env, sink), "email", catalog=env.catalog)
+            # At-most-once policy: 'sending' is written (and acknowledged) before every send.
+            settings = smtp_settings(env, sink)
+            settings = settings.model_copy(
+                update={"delivery": settings.delivery.model_copy(update={"on_ambiguous": "skip"})}
+            )
+            worker = DeliveryWorker(settings, "email", catalog=env.catalog)
             await worker.start()
             try:
                 await drive(worker, lambda: worker.stats.sent + worker.stats.permanent >= n, 60)
