@@ -44,7 +44,7 @@ async def sink_alone(sink: SmtpSinkProcess, total: int, concurrency: int) -> flo
             i = queue.get_nowait()
             message = OutgoingMessage(str(uuid.uuid4()), "c", str(i), f"p{i}@x.test", "s", "b")
             mail = build_email(message, settings)
-            await smtp.sendmail(settings.sender, [message.address], mail.as_bytes())
+            await smtp.sendmail("no-reply@example.net", [message.address], mail)
         await smtp.quit()
 
     start = time.perf_counter()
@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-unacked", type=int, default=256)
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     with tempfile.TemporaryDirectory() as tmp, services() as base:
@@ -82,7 +83,8 @@ def main() -> None:
                 update={
                     "topics": TopicsSettings(prefix=prefix),
                     "delivery": DeliverySettings(
-                        email=SmtpChannelSettings(port=sink.port, concurrency=args.concurrency)
+                        max_unacked=args.max_unacked,
+                        email=SmtpChannelSettings(port=sink.port, concurrency=args.concurrency),
                     ),
                 }
             )
