@@ -184,10 +184,13 @@ def _unblock_acks(ch: Db, contracts: list[str], since: dict[str, str]) -> int:
 
 
 def _optional_count(ch: Db, since: dict[str, str]) -> int | None:
+    """Alerts opened in the run's window (updates, merges and resolutions not counted)."""
     exists = ch.query("EXISTS TABLE $alerts")
     if not exists or not int(exists[0][0]):
         return None
-    return _scalar(ch.query("SELECT count() FROM $alerts FINAL WHERE $window", since))
+    return _scalar(
+        ch.query("SELECT count() FROM $alerts FINAL WHERE $window AND action = 'open'", since)
+    )
 
 
 def _lag(settings: Settings, groups: Sequence[str]) -> dict[str, int]:
@@ -231,7 +234,7 @@ def format_summary(summary: Summary, facts: DayFacts) -> list[str]:
         f"accounting          {_pairs(s.accounting)}",
         f"CoA results         {_pairs(s.coa_outcomes)}; unblock ACKs {s.coa_unblock_acks} for "
         f"{len(f.unblocked_with_session)} unblocked contracts with a live session",
-        "alerts              "
+        "alerts opened       "
         + ("no alerts table (alerting not run)" if s.alerts is None else str(s.alerts))
         + (
             f" (outage POP: {f.outage_devices} devices cut off; {f.notices_at_sinks} "
