@@ -27,7 +27,7 @@ def test_higher_lane_overtakes_a_lower_backlog_and_groups_resume(
     high, bulk = (catalog.resolve(s) for s in MESSAGE_LANES)
     TopicAdmin(platform.kafka).apply(catalog.only(high, bulk))
     producer = Producer(dict(platform.kafka.client_config()))
-    for i in range(3000):
+    for i in range(5000):
         producer.produce(bulk.name, key=str(i), value=b"bulk")
     producer.flush(30)
     group = f"{unique_name}lanes"
@@ -36,8 +36,12 @@ def test_higher_lane_overtakes_a_lower_backlog_and_groups_resume(
     bulk_seen = 0
     try:
         deadline = time.monotonic() + 60
-        # A long-running worker: both lanes' groups have their partitions.
-        while bulk_seen < 200 or not lanes.assignment(0):
+        # A long-running worker: both lanes' groups have their partitions and the higher lane
+        # has started fetching (offset lookup done) a while ago.
+        assigned_at: float | None = None
+        while bulk_seen < 200 or assigned_at is None or time.monotonic() - assigned_at < 1.0:
+            if assigned_at is None and lanes.assignment(0):
+                assigned_at = time.monotonic()
             assert time.monotonic() < deadline, "bulk lane never delivered"
             batch = lanes.poll([500, 50], timeout_s=0.5)
             if batch is not None:
@@ -59,8 +63,8 @@ def test_higher_lane_overtakes_a_lower_backlog_and_groups_resume(
             else:
                 bulk_before_urgent += len(batch.messages)
                 time.sleep(WORK_S)
-        # The backlog (2,800 left) did not stand in front: a few lower batches at most while
-        # the higher lane's fetch arrived.
+        # The backlog (thousands left, seconds of work) did not stand in front: a few lower
+        # batches at most while the higher lane's fetch arrived.
         assert bulk_before_urgent < 1000
         lanes.commit(1, {0: 1})  # lane-local offsets: only the bulk group moves
     finally:
