@@ -1,13 +1,15 @@
 """The services a benchmark measures against: the running platform, or a private one.
 
 With ``FILAS_KAFKA__BOOTSTRAP_SERVERS`` set (e.g. after sourcing ``.filas/local_platform.env``), the
-benchmark uses those services. Otherwise it starts Kafka and the registry under
-``.filas/bench`` on free ports and stops them afterwards, so it never disturbs ``make up``.
+benchmark uses those services. Otherwise it starts Kafka and the registry under a fresh
+``.filas/bench-<pid>`` on free ports and stops and deletes them afterwards, so it never disturbs
+``make up`` nor another benchmark running at the same time.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +32,7 @@ def services(*, registry: bool = True, clickhouse: bool = False) -> Iterator[Set
     base = Settings()
     kafka_port = free_port_block(2)
     local = LocalPlatformSettings(
-        home=Path(".filas/bench"),
+        home=Path(f".filas/bench-{os.getpid()}"),
         cache_dir=base.local.cache_dir or base.local.home / "cache",
         kafka_port=kafka_port,
         controller_port=kafka_port + 1,
@@ -49,3 +51,4 @@ def services(*, registry: bool = True, clickhouse: bool = False) -> Iterator[Set
         )
     finally:
         platform.down()
+        shutil.rmtree(local.home, ignore_errors=True)
