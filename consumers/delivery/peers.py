@@ -45,8 +45,9 @@ class SinkBehaviour:
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, smtputf8: bool = True) -> None:
         self.port = port or free_port()
+        self.smtputf8 = smtputf8
         self.received: list[Received] = []
         self.behaviour = SinkBehaviour()
         self._lock = threading.Lock()
@@ -82,7 +83,10 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         from aiosmtpd.controller import Controller
 
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # Like a real relay (Postfix offers it), accept internationalised mailboxes (RFC 6531).
+        self._controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self._controller.start()
         return self
 

@@ -91,8 +91,14 @@ class SmtpChannel:
         try:
             if client is None or not client.is_connected:
                 client = await self._connect()
+            # An internationalised mailbox (fábio@...) needs the relay's SMTPUTF8 (RFC 6531);
+            # aiosmtplib raises SMTPNotSupported below when the relay does not offer it.
+            options = [] if message.address.isascii() else ["SMTPUTF8"]
             errors, response = await client.sendmail(
-                self._sender, [message.address], build_email(message, self.settings)
+                self._sender,
+                [message.address],
+                build_email(message, self.settings),
+                mail_options=options,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             reuse = False
@@ -103,6 +109,13 @@ class SmtpChannel:
         except aiosmtplib.SMTPResponseException as exc:
             reuse = False
             return SendResult(classify_code(exc.code), str(exc.code), exc.message)
+        except aiosmtplib.SMTPNotSupported as exc:
+            # Resending will not teach the relay SMTPUTF8: this message cannot go this way.
+            return SendResult(Outcome.PERMANENT, None, f"relay: {exc}")
+        except (UnicodeError, ValueError) as exc:
+            # An address aiosmtplib cannot encode or parse: the record's data, not the relay.
+            reuse = False
+            return SendResult(Outcome.PERMANENT, None, f"bad address: {exc}")
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             reuse = False
             return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
