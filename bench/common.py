@@ -1,6 +1,6 @@
 """The services a benchmark measures against: the running platform, or a private one.
 
-With ``FILAS_KAFKA__BOOTSTRAP_SERVERS`` set (e.g. after sourcing ``.filas/local_platform.env``), the
+With ``FILAS_KAFKA__BOOTSTRAP_SERVERS`` set (e.g. after sourcing ``.filas/platform.env``), the
 benchmark uses those services. Otherwise it starts Kafka and the registry under a fresh
 ``.filas/bench-<pid>`` on free ports and stops and deletes them afterwards, so it never disturbs
 ``make up`` nor another benchmark running at the same time.

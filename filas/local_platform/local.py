@@ -2,7 +2,7 @@
 
 Everything lives under ``settings.local.home`` (default ``.filas`` in the working directory):
 configs, data, logs, pid files, and ``platform.env``, which scripts source to reach what runs:
-``set -a; . .filas/local_platform.env; set +a``.
+``set -a; . .filas/platform.env; set +a``.
 """
 
 from __future__ import annotations
