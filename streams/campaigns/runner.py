@@ -56,8 +56,9 @@ from streams.campaigns.plan import (
     compile_template,
     to_ms,
 )
-from streams.campaigns.replica import COMPONENT, StateFeeder, watermarks
+from streams.campaigns.replica import COMPONENT, StateFeeder
 from streams.campaigns.state import SubscriberState
+from streams.topic_state import watermarks
 
 logger = logging.getLogger(__name__)
 

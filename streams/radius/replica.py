@@ -2,9 +2,9 @@
 
 ``StateReplica`` holds frozen entries built from ``ixc.subscribers``, ``ixc.contracts`` (status
 only) and ``ixc.nas`` records; ``ReplicaFeeder`` keeps it current with a plain confluent-kafka
-consumer thread that reads the three compacted topics from the beginning (no committed group:
-every gateway holds all of it) and sets ``ready`` once it has caught up with the high watermarks
-seen at start-up
+consumer thread (``streams.topic_state``) that reads the three compacted topics from the
+beginning (no committed group: every gateway holds all of it) and sets ``ready`` once it has
+caught up with the high watermarks seen at start-up
 (docs/decisions/0050-radius-replica-plain-consumer-thread.md).
 
 Lookups are plain dict reads (atomic under the GIL) on the event loop; only the feeder thread
@@ -16,19 +16,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import CONTRACTS, NAS, SUBSCRIBERS
 from filas.catalog.radius import ACCOUNTING
-from filas.errors import BrokerUnavailableError, FilasError
+from filas.errors import FilasError
 from filas.settings import KafkaSettings
 from streams.radius.sessions import SessionTable
+from streams.topic_state import TopicStateFeeder, watermarks
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class StateReplica:
 Deserializer = Callable[[bytes], dict[str, Any]]
 
 
-class ReplicaFeeder:
+class ReplicaFeeder(TopicStateFeeder):
     """Reads the compacted state topics into a ``StateReplica`` on a daemon thread."""
 
     def __init__(
@@ -162,7 +162,7 @@ class ReplicaFeeder:
         sessions: SessionTable | None = None,
         sessions_lookback_s: float = 0.0,
     ) -> None:
-        self._kafka = kafka
+        super().__init__(kafka, label="radius replica")
         self._replica = replica
         self._sessions = sessions
         self._lookback_s = sessions_lookback_s
@@ -176,82 +176,27 @@ class ReplicaFeeder:
         }
         if sessions is not None:
             self._decoders[self._accounting.name] = serdes(self._accounting).deserialize
-        self.ready = threading.Event()
-        self.decode_errors = 0
-        self.applied = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._consumer: Any = None
-        self._pending: dict[tuple[str, int], int] = {}
 
-    def start(self) -> None:
-        conf = dict(self._kafka.client_config()) | {
-            # No commits: every gateway process reads the whole state; the id only names it.
-            "group.id": f"filas-radius-replica-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": False,
-        }
-        consumer = Consumer(conf)
-        try:
-            metadata = consumer.list_topics(timeout=10)
-        except KafkaException as exc:
-            consumer.close()
-            raise BrokerUnavailableError(f"replica: no broker answered ({exc})") from exc
-        partitions: list[TopicPartition] = []
-        for spec in (self._subscribers, self._nas, self._contracts):
-            topic = metadata.topics.get(spec.name)
-            if topic is None or topic.error is not None:
-                consumer.close()
-                raise FilasError(f"replica: topic {spec.name!r} missing; run 'filas topics apply'")
-            for p in sorted(topic.partitions):
-                partitions.append(TopicPartition(spec.name, p, OFFSET_BEGINNING))
-                _, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
-                if high > 0:
-                    self._pending[(spec.name, p)] = high
-        if self._sessions is not None:
-            partitions += self._recent_accounting(consumer, metadata)
-        consumer.assign(partitions)
-        self._consumer = consumer
-        if not self._pending:
-            self.ready.set()
-        self._thread = threading.Thread(target=self._run, name="filas-radius-replica", daemon=True)
-        self._thread.start()
+    def topics(self) -> Sequence[TopicSpec]:
+        return (self._subscribers, self._nas, self._contracts)
 
-    def _recent_accounting(self, consumer: Any, metadata: Any) -> list[TopicPartition]:
+    def _extra_partitions(self, consumer: Any, metadata: Any) -> list[TopicPartition]:
         """Accounting partitions from ``sessions_lookback_s`` ago: older sessions are stale."""
+        if self._sessions is None:
+            return []
         name = self._accounting.name
-        topic = metadata.topics.get(name)
-        if topic is None or topic.error is not None:
-            consumer.close()
-            raise FilasError(f"replica: topic {name!r} missing; run 'filas topics apply'")
+        topic = self._topic_or_fail(consumer, metadata, name)
         since_ms = int((time.time() - self._lookback_s) * 1000)
         wanted = [TopicPartition(name, p, since_ms) for p in sorted(topic.partitions)]
         found = consumer.offsets_for_times(wanted, timeout=10)
         partitions = []
         for tp in found:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)
+            _, high = watermarks(consumer, TopicPartition(name, tp.partition))
             start = tp.offset if tp.offset >= 0 else high
             partitions.append(TopicPartition(name, tp.partition, start))
             if start < high:
-                self._pending[(name, tp.partition)] = high
+                self._expect(name, tp.partition, high)
         return partitions
-
-    def _run(self) -> None:
-        consumer = self._consumer
-        while not self._stop.is_set():
-            try:
-                messages = consumer.consume(num_messages=500, timeout=0.2)
-            except KafkaException as exc:  # transient: librdkafka reconnects by itself
-                logger.warning("replica: consume failed: %s", exc)
-                time.sleep(0.5)
-                continue
-            for msg in messages:
-                if msg.error():
-                    continue
-                self._apply(msg)
-        consumer.close()
 
     def _apply(self, msg: Any) -> None:
         topic, key = msg.topic(), msg.key()
@@ -278,21 +223,3 @@ class ReplicaFeeder:
             self._replica.put_nas(login_or_id, record)
         self.applied += 1
         self._progress(topic, msg.partition(), msg.offset())
-
-    def _progress(self, topic: str, partition: int, offset: int) -> None:
-        if self.ready.is_set():
-            return
-        high = self._pending.get((topic, partition))
-        if high is not None and offset + 1 >= high:
-            del self._pending[(topic, partition)]
-            if not self._pending:
-                logger.info("replica: caught up (%d records)", self.applied)
-                self.ready.set()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        return self.ready.wait(timeout_s)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
