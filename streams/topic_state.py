@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -141,3 +141,97 @@ class TopicStateFeeder(ABC):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def offsets_for_times(
+    consumer: Any, wanted: list[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """``offsets_for_times`` retried until no partition reports an error (a busy or fresh
+    topic's leader may not answer at once): a silent per-partition error would skip it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            found: list[TopicPartition] = consumer.offsets_for_times(wanted, timeout=10)
+            failed = [tp for tp in found if tp.error is not None]
+        except KafkaException as exc:
+            failed, error = wanted, exc
+        else:
+            if not failed:
+                return found
+            error = failed[0].error
+        if time.monotonic() > deadline:
+            raise BrokerUnavailableError(f"no offsets for {failed[0].topic}: {error}")
+        time.sleep(0.2)
+
+
+def read_topic_once(
+    kafka: KafkaSettings,
+    spec: TopicSpec,
+    handle: Callable[[Any], None],
+    timeout_s: float,
+    *,
+    label: str,
+    code: str,
+    since_ms: int | None = None,
+    tombstones: bool = False,
+    ends: dict[int, int] | None = None,
+) -> int:
+    """Read every partition of ``spec`` from the beginning (or from ``since_ms``) up to the high
+    watermarks seen now, calling ``handle(message)`` (tombstones too when ``tombstones``), with
+    a throwaway consumer and no group offsets; returns how many records were handed over.
+    ``ends`` receives those high watermarks (where a follower goes on from). Not read within
+    ``timeout_s``: a retriable ``FilasError`` with ``code``."""
+    conf = dict(kafka.client_config()) | {
+        "group.id": f"filas-{label.replace(' ', '-')}-reader-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer(conf)
+    count = 0
+    try:
+        try:
+            topic = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
+        except KafkaException as exc:
+            raise BrokerUnavailableError(f"{label}: no broker answered ({exc})") from exc
+        if topic is None or topic.error is not None:
+            raise FilasError(f"{label}: topic {spec.name!r} missing; run 'filas topics apply'")
+        starts = [
+            TopicPartition(spec.name, p, since_ms if since_ms is not None else OFFSET_BEGINNING)
+            for p in sorted(topic.partitions)
+        ]
+        if since_ms is not None:
+            starts = offsets_for_times(consumer, starts, timeout_s)
+        pending: dict[int, int] = {}
+        assignment = []
+        for tp in starts:
+            low, high = watermarks(consumer, TopicPartition(spec.name, tp.partition))
+            if ends is not None:
+                ends[tp.partition] = high
+            # No offset at or after since_ms: nothing newer to read in this partition.
+            start = tp.offset if tp.offset >= 0 else (high if since_ms is not None else low)
+            if start < high:
+                pending[tp.partition] = high
+                assignment.append(TopicPartition(spec.name, tp.partition, start))
+        if not assignment:
+            return 0
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise FilasError(
+                    f"{label}: {spec.name} not read within {timeout_s:.0f}s",
+                    code=code,
+                    retriable=True,
+                )
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    continue
+                if tombstones or msg.value() is not None:
+                    handle(msg)
+                    count += 1
+                p = msg.partition()
+                if p in pending and msg.offset() + 1 >= pending[p]:
+                    del pending[p]
+        return count
+    finally:
+        consumer.close()

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.campaigns import CAMPAIGNS, MESSAGE_LANES, PROGRESS
 from filas.catalog.network import RESPONSES
-from filas.errors import BrokerUnavailableError, ConfigurationError, FilasError
+from filas.errors import ConfigurationError, FilasError
 from filas.lanes import LaneRouter
 from filas.metrics import (
     BATCH_SIZE,
@@ -58,7 +57,7 @@ from streams.campaigns.plan import (
 )
 from streams.campaigns.replica import COMPONENT, StateFeeder
 from streams.campaigns.state import SubscriberState
-from streams.topic_state import watermarks
+from streams.topic_state import read_topic_once, watermarks
 
 logger = logging.getLogger(__name__)
 
@@ -72,90 +71,6 @@ def message_topics(catalog: Catalog) -> dict[str, TopicSpec]:
     """Lane name -> the (prefixed) lane topic its messages go to."""
     router = message_router(catalog)
     return {lane: router.spec_for(lane) for lane in router.lanes}
-
-
-def read_topic(
-    settings: Settings,
-    spec: TopicSpec,
-    handle: Callable[[Any], None],
-    timeout_s: float,
-    *,
-    since_ms: int | None = None,
-) -> int:
-    """Read ``spec`` from the beginning (or from ``since_ms``) up to the high watermarks seen
-    now, calling ``handle(message)``; returns how many records were read."""
-    conf = dict(settings.kafka.client_config()) | {
-        "group.id": f"filas-campaign-reader-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    }
-    consumer = Consumer(conf)
-    count = 0
-    try:
-        try:
-            topic = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
-        except KafkaException as exc:
-            raise BrokerUnavailableError(f"campaigns: no broker answered ({exc})") from exc
-        if topic is None or topic.error is not None:
-            raise FilasError(f"campaigns: topic {spec.name!r} missing; run 'filas topics apply'")
-        starts = [
-            TopicPartition(spec.name, p, since_ms if since_ms is not None else OFFSET_BEGINNING)
-            for p in sorted(topic.partitions)
-        ]
-        if since_ms is not None:
-            starts = _offsets_for_times(consumer, starts, timeout_s)
-        pending: dict[int, int] = {}
-        assignment = []
-        for tp in starts:
-            low, high = watermarks(consumer, TopicPartition(spec.name, tp.partition))
-            start = tp.offset if tp.offset >= 0 else (high if since_ms is not None else low)
-            if start < high:
-                pending[tp.partition] = high
-                assignment.append(TopicPartition(spec.name, tp.partition, start))
-        if not assignment:
-            return 0
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise FilasError(
-                    f"campaigns: {spec.name} not read within {timeout_s:.0f}s",
-                    code="campaign_not_ready",
-                    retriable=True,
-                )
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error():
-                    continue
-                p = msg.partition()
-                if msg.value() is not None:
-                    handle(msg)
-                    count += 1
-                if p in pending and msg.offset() + 1 >= pending[p]:
-                    del pending[p]
-        return count
-    finally:
-        consumer.close()
-
-
-def _offsets_for_times(
-    consumer: Any, wanted: list[TopicPartition], timeout_s: float
-) -> list[TopicPartition]:
-    """``offsets_for_times`` retried until no partition reports an error (a busy or fresh
-    topic's leader may not answer at once): a silent per-partition error would skip it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            found: list[TopicPartition] = consumer.offsets_for_times(wanted, timeout=10)
-            failed = [tp for tp in found if tp.error is not None]
-        except KafkaException as exc:
-            failed, error = wanted, exc
-        else:
-            if not failed:
-                return found
-            error = failed[0].error
-        if time.monotonic() > deadline:
-            raise BrokerUnavailableError(f"campaigns: no offsets for {failed[0].topic}: {error}")
-        time.sleep(0.2)
 
 
 def load_progress(
@@ -174,7 +89,9 @@ def load_progress(
             return
         latest[str(record["campaign_id"])] = record
 
-    read_topic(settings, spec, handle, timeout_s)
+    read_topic_once(
+        settings.kafka, spec, handle, timeout_s, label="campaigns", code="campaign_not_ready"
+    )
     return latest
 
 
@@ -200,7 +117,15 @@ def load_history(
                 to_ms(r["not_before"]) or 0,
             )
 
-        read_topic(settings, spec, handle, timeout_s, since_ms=since)
+        read_topic_once(
+            settings.kafka,
+            spec,
+            handle,
+            timeout_s,
+            label="campaigns",
+            code="campaign_not_ready",
+            since_ms=since,
+        )
     return history
 
 

@@ -24,14 +24,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from fastavro import parse_schema, schemaless_reader
 
 from filas.bootstrap import Serdes, build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
 from filas.catalog.ixc_state import DEVICES
 from filas.catalog.network import ALERTS, PING_RESULTS, RESPONSES
-from filas.errors import BrokerUnavailableError, DecodeError, FilasError
+from filas.errors import DecodeError, FilasError
 from filas.metrics import (
     BATCH_SIZE,
     DEAD_LETTERS,
@@ -47,6 +47,7 @@ from schemas.dead_letter import SourceRecord, dead_letter
 from schemas.wire import unframe
 from streams.network.engine import AlertEngine, AlertEvent, DeviceInfo, Observation
 from streams.network.responses import ResponsePlanner
+from streams.topic_state import read_topic_once
 
 logger = logging.getLogger(__name__)
 
@@ -181,70 +182,36 @@ def read_to_end(
 ) -> int:
     """Read every partition of ``spec`` (from ``since_ms``, else the beginning) up to the high
     watermarks seen now; ``apply(key, record)`` each (record None for tombstones). No group.
-    ``ends`` receives those high watermarks (where a follower goes on from)."""
+    ``ends`` receives those high watermarks (where a follower goes on from). Returns how many
+    records were applied (undecodable ones are logged and skipped)."""
     decode = serdes(spec).deserialize
-    conf = dict(settings.kafka.client_config()) | {
-        "group.id": f"filas-alerting-recovery-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    }
-    consumer = Consumer(conf)
-    try:
+    applied = 0
+
+    def handle(msg: Any) -> None:
+        nonlocal applied
+        value = msg.value()
         try:
-            topic = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
-        except KafkaException as exc:
-            raise BrokerUnavailableError(f"alerting: no broker answered ({exc})") from exc
-        if topic is None or topic.error is not None:
-            raise FilasError(f"alerting: topic {spec.name!r} missing; run 'filas topics apply'")
-        partitions = sorted(topic.partitions)
-        starts: dict[int, int] = {}
-        if since_ms is not None:
-            wanted = [TopicPartition(spec.name, p, since_ms) for p in partitions]
-            for tp in consumer.offsets_for_times(wanted, timeout=10):
-                starts[tp.partition] = tp.offset
-        pending: dict[int, int] = {}
-        assignment = []
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
-            if ends is not None:
-                ends[p] = high
-            start = starts.get(p, OFFSET_BEGINNING)
-            if start < 0 and since_ms is not None:
-                continue  # nothing newer than since_ms
-            if high > max(low, start if start >= 0 else low):
-                pending[p] = high
-                assignment.append(TopicPartition(spec.name, p, start))
-        if not assignment:
-            return 0
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout_s
-        count = 0
-        while pending:
-            if time.monotonic() > deadline:
-                raise FilasError(
-                    f"alerting: {spec.name} not read within {timeout_s:.0f}s",
-                    code="alerting_not_ready",
-                    retriable=True,
-                )
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error():
-                    continue
-                value = msg.value()
-                try:
-                    record = decode(value) if value is not None else None
-                except FilasError as exc:
-                    if exc.retriable:
-                        raise
-                    logger.error("alerting: skipped %s@%d: %s", spec.name, msg.offset(), exc)
-                else:
-                    apply(msg.key(), record)
-                    count += 1
-                p = msg.partition()
-                if p in pending and msg.offset() + 1 >= pending[p]:
-                    del pending[p]
-        return count
-    finally:
-        consumer.close()
+            record = decode(value) if value is not None else None
+        except FilasError as exc:
+            if exc.retriable:
+                raise
+            logger.error("alerting: skipped %s@%d: %s", spec.name, msg.offset(), exc)
+            return
+        apply(msg.key(), record)
+        applied += 1
+
+    read_topic_once(
+        settings.kafka,
+        spec,
+        handle,
+        timeout_s,
+        label="alerting recovery",
+        code="alerting_not_ready",
+        since_ms=since_ms,
+        tombstones=True,
+        ends=ends,
+    )
+    return applied
 
 
 class AlertService:

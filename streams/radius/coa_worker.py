@@ -30,6 +30,7 @@ from producers.radius.coa import CoaAction, CoaProcessor, CoaSender, Ledger, Sen
 from producers.radius.pyrad_adapter import AttributeValue
 from streams.radius.replica import ReplicaFeeder, StateReplica
 from streams.radius.sessions import SessionTable
+from streams.topic_state import read_topic_once
 
 logger = logging.getLogger(__name__)
 
@@ -58,50 +59,21 @@ def load_ledger(settings: Settings, catalog: Catalog, serdes: Serdes, timeout_s:
     watermarks seen now (the topic's retention bounds how far back a replay is recognised)."""
     spec = catalog.resolve(COA_RESULTS)
     serde = serdes(spec)
-    conf = dict(settings.kafka.client_config()) | {
-        "group.id": f"filas-radius-coa-ledger-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    }
-    consumer = Consumer(conf)
     ledger = Ledger()
-    try:
-        try:
-            topic = consumer.list_topics(spec.name, timeout=10).topics.get(spec.name)
-        except KafkaException as exc:
-            raise BrokerUnavailableError(f"coa ledger: no broker answered ({exc})") from exc
-        if topic is None or topic.error is not None:
-            raise FilasError(f"coa ledger: topic {spec.name!r} missing; run 'filas topics apply'")
-        pending: dict[int, int] = {}
-        assignment = []
-        for p in sorted(topic.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
-            if high > low:
-                pending[p] = high
-                assignment.append(TopicPartition(spec.name, p, OFFSET_BEGINNING))
-        if not assignment:
-            return ledger
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise FilasError(
-                    f"coa ledger: {spec.name} not read within {timeout_s:.0f}s",
-                    code="radius_coa_ledger_not_ready",
-                    retriable=True,
-                )
-            for msg in consumer.consume(num_messages=500, timeout=0.5):
-                if msg.error():
-                    continue
-                if msg.value() is not None:
-                    record = serde.deserialize(msg.value())
-                    ledger.add((str(record["status_event_id"]), str(record["action"])))
-                p = msg.partition()
-                if p in pending and msg.offset() + 1 >= pending[p]:
-                    del pending[p]
-        return ledger
-    finally:
-        consumer.close()
+
+    def handle(msg: Any) -> None:
+        record = serde.deserialize(msg.value())
+        ledger.add((str(record["status_event_id"]), str(record["action"])))
+
+    read_topic_once(
+        settings.kafka,
+        spec,
+        handle,
+        timeout_s,
+        label="coa ledger",
+        code="radius_coa_ledger_not_ready",
+    )
+    return ledger
 
 
 class LedgerTail:
