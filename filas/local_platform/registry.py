@@ -142,11 +142,17 @@ class LocalRegistry:
         self.process().stop(grace_s)
 
     def answers(self) -> bool:
+        """The ccompat API answers and Apicurio says it is ready: with kafkasql storage the API
+        answers before the journal is replayed (an empty registry for seconds after a restart),
+        and the readiness check (PersistenceSimpleReadinessCheck) waits for that replay."""
         if not port_open(HOST, self.port):
             return False
+        ready = f"http://{HOST}:{self.management_port}/health/ready"
         try:
-            with urllib.request.urlopen(f"{self.url}/subjects", timeout=3) as resp:  # noqa: S310
-                status: int = resp.status
-                return status == 200
-        except (urllib.error.URLError, OSError):
+            for url in (f"{self.url}/subjects", ready):
+                with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
+                    if resp.status != 200:
+                        return False
+        except (urllib.error.URLError, OSError):  # HTTPError (503 while not ready) included
             return False
+        return True
