@@ -25,6 +25,9 @@ class Serdes:
             self._by_topic[spec.name] = serde
         return serde
 
+    def close(self) -> None:
+        self.registry.close()
+
 
 def build_serdes(settings: Settings, schemas: SchemaCatalog | None = None) -> Serdes:
     return Serdes(schemas or SchemaCatalog.load(), SchemaRegistry(settings.registry))

@@ -170,6 +170,10 @@ class SchemaRegistry:
             self._writers[schema_id] = parsed
             return parsed
 
+    def close(self) -> None:
+        """Close the HTTP session; the ids and writer schemas already cached stay usable."""
+        self._client.close()
+
     def _get_compat(self, subject: str) -> Any:
         return self._client.get_compatibility(subject_name=subject)
 

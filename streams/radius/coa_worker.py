@@ -196,6 +196,7 @@ class CoaWorker:
     ) -> None:
         self.settings = settings
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
+        self._owns_serdes = serdes is None
         self._serdes = serdes or build_serdes(settings)
         radius = settings.radius
         self.replica = StateReplica()
@@ -263,14 +264,15 @@ class CoaWorker:
         self._catch_up = True
 
     def run_once(self, timeout_s: float = 0.5) -> int:
-        """Handle at most one status event; returns how many result events it emitted."""
+        """Handle at most one status event; returns how many result events it emitted (also in
+        ``last_results``, which is emptied first so a poll that returns nothing reports nothing)."""
+        self.last_results = []
         msg = self._consumer.poll(timeout_s)
         if msg is None:
             return 0
         if msg.error():
             logger.warning("coa: consume error: %s", msg.error())
             return 0
-        self.last_results = []
         if self._catch_up and self.ledger_tail is not None:
             self.ledger_tail.wait_caught_up(self.settings.radius.replica_ready_timeout_s)
             self._catch_up = False
@@ -306,3 +308,5 @@ class CoaWorker:
             self.ledger_tail.close()
         self.feeder.stop()
         self.producer.close(timeout_s=10)
+        if self._owns_serdes:
+            self._serdes.close()
