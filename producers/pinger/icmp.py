@@ -1,82 +1,64 @@
-"""The one module that imports icmplib: echo probes over ONE ICMP socket, asyncio in front.
+"""The one module that imports icmplib: echo rounds over ONE ICMP socket per address family.
 
-Like fping, every probe of this process goes out of one socket (a raw socket as root, an
-unprivileged datagram socket otherwise) and one reader thread matches replies to probes by
-(identifier, sequence) and source address. A socket per probe (icmplib's ``async_ping``) would,
-with raw sockets, copy every reply to every open socket: quadratic in the concurrency.
+Like fping, every probe of this process goes out of one socket per family (raw as root, an
+unprivileged datagram socket otherwise; icmplib opens it and translates its errors) and one reader
+callback on the event loop matches replies to probes by (identifier, sequence) and source
+address. A socket per probe (icmplib's ``async_ping`` / ``async_multiping``) would, with raw
+sockets, copy every reply to every open socket: quadratic in the concurrency; and a coroutine,
+future and timer per probe cost ~50 us of CPU each (decision 0061).
 
-Single-threaded on the event loop: ``send`` does not block, and a reader callback
-(``loop.add_reader``) drains the replies waiting on the socket. (A reader thread blocked in
-``recvfrom`` made every ``sendto`` wait for the GIL: 5x slower.) Results are frozen
-``ProbeOutcome`` objects; icmplib's exceptions become ``IcmpUnavailableError`` (socket) or a lost
-probe with its reason (send failed, e.g. network unreachable while a link is down).
+A round (``IcmpProber.sweep_round``) is plain data: per-probe send times and per-device reply
+lists in preallocated slots. Devices start in batches (the first ``concurrency`` at once, then as
+many as just finished, from the reader callback): each request is a prebuilt echo packet whose
+identifier, sequence and checksum are patched in place (the checksum of the fixed part is summed
+once), sent by a tight ``sendto`` loop. A batch has one timer per step (the next of ``count``
+echo requests) and one deadline; a reply later than ``timeout_s`` counts as lost, as before.
+Results are frozen ``ProbeOutcome`` objects handed to ``on_outcome`` the moment a device is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import logging
 import os
 import random
-import select
 import socket
 import statistics
 import struct
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from icmplib import ICMPRequest, ICMPv4Socket
-from icmplib.exceptions import ICMPLibError, TimeoutExceeded
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPLibError
 
 from filas.errors import FilasError
 
 logger = logging.getLogger(__name__)
 
-_ECHO_REPLY = 0
-# Echo reply, destination unreachable, time exceeded: what answers one of our requests (a raw
-# socket also sees every echo request, ours included on loopback).
-_ANSWERS = frozenset((0, 3, 11))
-_READ_BUDGET = 512
+_READ_BUDGET = 2048
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-_RCVBUF_BYTES = 16 * 1024 * 1024
-# A fixed 56-byte payload (ping's default size): icmplib's random one costs ~90 us per probe.
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_SOCK_BUFFER_BYTES = 16 * 1024 * 1024
+# Linux raw-socket type filters (bits set = types the kernel does NOT queue for us): a raw socket
+# otherwise also reads every echo request, our own included on loopback.
+_SOL_RAW = 255
+_ICMP_FILTER = 1
+_ICMP6_FILTER = 1
+# A fixed 56-byte payload (ping's default size).
 _PAYLOAD = bytes(range(56))
 _SEQUENCES = 65536
+_V4_HEADER = struct.Struct("!HH")
 
 
 class IcmpUnavailableError(FilasError):
     """No ICMP socket could be opened (no root and unprivileged ICMP not allowed)."""
 
     code = "icmp_unavailable"
-
-
-class _Icmpv4Socket(ICMPv4Socket):  # type: ignore[misc]  # icmplib is untyped
-    """icmplib's socket with the RFC 1071 checksum summed by ``struct`` (a Python byte loop
-    upstream: a quarter of the CPU of a probe; same result, checked in tests), and TTL / TOS set
-    once instead of by two setsockopt calls per packet."""
-
-    _ttl: int | None = None
-    _tos: int | None = None
-
-    def _set_ttl(self, ttl: int) -> None:
-        if ttl != self._ttl:
-            super()._set_ttl(ttl)
-            self._ttl = ttl
-
-    def _set_traffic_class(self, traffic_class: int) -> None:
-        if traffic_class != self._tos:
-            super()._set_traffic_class(traffic_class)
-            self._tos = traffic_class
-
-    def _checksum(self, data: bytes) -> int:
-        if len(data) % 2:
-            data += b"\x00"
-        total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        return ~total & 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,23 +99,154 @@ class ProbeOutcome:
         return statistics.fmean(abs(b - a) for a, b in pairs)
 
 
+class IcmpSocket(Protocol):
+    """What the prober uses of a socket (a real one, or a fake in unit tests)."""
+
+    def fileno(self) -> int: ...
+
+    def sendto(self, data: bytes | bytearray, address: Any, /) -> int: ...
+
+    def recvfrom_into(self, buffer: bytearray, /) -> tuple[int, Any]: ...
+
+    def close(self) -> None: ...
+
+
+SocketFactory = Callable[[int, bool], IcmpSocket]
+
+
+def open_icmp_socket(version: int, privileged: bool) -> IcmpSocket:
+    """A non-blocking ICMP socket of IP ``version`` opened by icmplib (raw when ``privileged``,
+    datagram otherwise), with big buffers and, when raw, a kernel filter keeping only the types
+    that answer an echo request."""
+    kind = ICMPv4Socket if version == 4 else ICMPv6Socket
+    try:
+        icmp = kind(privileged=privileged)
+    except ICMPLibError as exc:
+        raise IcmpUnavailableError(
+            f"cannot open an ICMPv{version} socket (privileged={privileged}): {exc}; run as "
+            "root or allow unprivileged ICMP (sysctl net.ipv4.ping_group_range)"
+        ) from exc
+    sock: socket.socket = icmp.sock
+    icmp._sock = None  # we own the socket now; icmplib's __del__ must not close it
+    sock.setblocking(False)
+    if privileged:
+        # A whole batch of replies arrives in a burst; the default 208 KiB holds ~300.
+        for option in (_SO_RCVBUFFORCE, _SO_SNDBUFFORCE):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, _SOCK_BUFFER_BYTES)
+        with contextlib.suppress(OSError):
+            if version == 4:
+                keep = (1 << 0) | (1 << 3) | (1 << 11)  # echo reply, unreachable, time exceeded
+                sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("I", ~keep & 0xFFFFFFFF))
+            else:
+                words = [0xFFFFFFFF] * 8  # block all but: 1 unreachable, 3 time exceeded, 129
+                for kept in (1, 3, 129):
+                    words[kept >> 5] &= ~(1 << (kept & 31)) & 0xFFFFFFFF
+                sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("8I", *words))
+    return sock
+
+
+class EchoTemplate:
+    """An echo request of one family with a fixed payload; ``patch`` writes identifier,
+    sequence and the RFC 1071 checksum into the one buffer (the fixed part is summed once)."""
+
+    def __init__(self, request_type: int, payload: bytes = _PAYLOAD) -> None:
+        if len(payload) % 2:
+            payload += b"\x00"
+        body = struct.pack("!BBHHH", request_type, 0, 0, 0, 0) + payload
+        self.packet = bytearray(body)
+        self._base = sum(struct.unpack(f"!{len(body) // 2}H", body))
+
+    def patch(self, ident: int, sequence: int) -> bytearray:
+        total = self._base + ident + sequence
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        struct.pack_into("!HHH", self.packet, 2, ~total & 0xFFFF, ident, sequence)
+        return self.packet
+
+
 @dataclass(slots=True)
-class _Pending:
-    address: str
-    future: asyncio.Future[float | None]
-    sent_at: float
-    timer: asyncio.TimerHandle | None = None
+class _Family:
+    version: int
+    sock: IcmpSocket
+    template: EchoTemplate
+    reply_type: int
+    error_types: frozenset[int]
+    request_type: int
+    ip_header: bool  # raw IPv4 reads the IP header; datagram sockets and IPv6 do not
+    buffer: bytearray
+
+
+class _Round:
+    """One sweep over ``targets``: per-probe send times and per-device replies."""
+
+    __slots__ = (
+        "aborted",
+        "active",
+        "concurrency",
+        "count",
+        "cursor",
+        "errors",
+        "future",
+        "handles",
+        "interval",
+        "left",
+        "on_outcome",
+        "outcomes",
+        "rtts",
+        "sent_at",
+        "seqs",
+        "settled",
+        "targets",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        targets: Sequence[Any],
+        count: int,
+        interval: float,
+        timeout: float,
+        concurrency: int,
+        on_outcome: Callable[[Any, ProbeOutcome], None] | None,
+        future: asyncio.Future[None],
+    ) -> None:
+        n = len(targets)
+        self.targets = targets
+        self.count = count
+        self.interval = interval
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.on_outcome = on_outcome
+        self.sent_at = [0.0] * (n * count)
+        self.seqs = [-1] * (n * count)
+        self.rtts: list[list[float]] = [[] for _ in range(n)]
+        self.settled = [0] * n
+        self.errors: list[str | None] = [None] * n
+        self.outcomes: list[ProbeOutcome | None] = [None] * n
+        self.cursor = 0
+        self.active = 0
+        self.left = n
+        self.future = future
+        self.aborted = False
+        self.handles: set[asyncio.TimerHandle] = set()
 
 
 class IcmpProber:
-    """Echo probes from one socket. ``open()`` inside the running loop, ``close()`` at the end."""
+    """Echo rounds from one socket per family. ``open()`` inside the running loop (the IPv6
+    socket opens on first use), ``close()`` at the end."""
 
-    def __init__(self, *, privileged: bool | None = None) -> None:
+    def __init__(
+        self, *, privileged: bool | None = None, socket_factory: SocketFactory | None = None
+    ) -> None:
         self._privileged = os.geteuid() == 0 if privileged is None else privileged
+        self._factory = socket_factory or open_icmp_socket
         self._id = random.randrange(1, 0xFFFF)
         self._sequence = random.randrange(_SEQUENCES)
-        self._pending: dict[int, _Pending] = {}
-        self._sock: ICMPv4Socket | None = None
+        # sequence -> (round, probe slot); the families share one sequence space.
+        self._inflight: dict[int, tuple[_Round, int]] = {}
+        self._families: dict[int, _Family] = {}
+        self._rounds: set[_Round] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
         self.received = 0
@@ -145,119 +258,274 @@ class IcmpProber:
 
     def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        try:
-            self._sock = _Icmpv4Socket(privileged=self._privileged)
-        except ICMPLibError as exc:
-            raise IcmpUnavailableError(
-                f"cannot open an ICMP socket (privileged={self._privileged}): {exc}; run as "
-                "root or allow unprivileged ICMP (sysctl net.ipv4.ping_group_range)"
-            ) from exc
-        if self._privileged:
-            # Replies of a whole sweep arrive in a burst; the default 208 KiB holds ~300.
-            with contextlib.suppress(OSError):
-                self._sock.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF_BYTES)
-        self._loop.add_reader(self._sock.sock.fileno(), self._on_readable)
+        self._family(4)
+
+    def _family(self, version: int) -> _Family:
+        family = self._families.get(version)
+        if family is not None:
+            return family
+        loop = self._loop
+        assert loop is not None, "IcmpProber.open() first"
+        sock = self._factory(version, self._privileged)
+        v4 = version == 4
+        family = _Family(
+            version=version,
+            sock=sock,
+            template=EchoTemplate(8 if v4 else 128),
+            reply_type=0 if v4 else 129,
+            error_types=frozenset((3, 11) if v4 else (1, 3)),
+            request_type=8 if v4 else 128,
+            ip_header=v4 and self._privileged,
+            buffer=bytearray(2048),
+        )
+        self._families[version] = family
+        loop.add_reader(sock.fileno(), self._on_readable, family)
+        return family
 
     def close(self) -> None:
-        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._sock.sock.fileno())
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_result(None)
-        self._pending.clear()
+        loop = self._loop
+        for family in self._families.values():
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(family.sock.fileno())
+            family.sock.close()
+        self._families.clear()
+        for rnd in list(self._rounds):
+            self._abort(rnd)
+            if not rnd.future.done():
+                rnd.future.set_result(None)
+        self._inflight.clear()
 
+    # -- rounds ------------------------------------------------------------------------------
     async def probe(
         self, address: str, count: int, interval_s: float, timeout_s: float
     ) -> ProbeOutcome:
-        """Send ``count`` echo requests ``interval_s`` apart; wait ``timeout_s`` for each."""
-        futures: list[asyncio.Future[float | None]] = []
-        error: str | None = None
-        for i in range(count):
-            if i and interval_s > 0:
-                await asyncio.sleep(interval_s)
-            future, failure = self._send(address, timeout_s)
-            futures.append(future)
-            error = failure or error
-        rtts = tuple(rtt for rtt in [await f for f in futures] if rtt is not None)
-        return ProbeOutcome(address, count, rtts, error if not rtts else None)
+        """Send ``count`` echo requests ``interval_s`` apart to one address (a round of one)."""
+        done = await self.sweep_round([address], count, interval_s, timeout_s, 1, None, str)
+        return done[0]
 
-    def _next_sequence(self) -> int:
-        for _ in range(_SEQUENCES):
-            self._sequence = (self._sequence + 1) % _SEQUENCES
-            if self._sequence not in self._pending:
-                return self._sequence
-        raise IcmpUnavailableError("65536 probes in flight: lower FILAS_PING__CONCURRENCY")
-
-    def _send(
-        self, address: str, timeout_s: float
-    ) -> tuple[asyncio.Future[float | None], str | None]:
+    async def sweep_round(
+        self,
+        targets: Sequence[Any],
+        count: int,
+        interval_s: float,
+        timeout_s: float,
+        concurrency: int,
+        on_outcome: Callable[[Any, ProbeOutcome], None] | None,
+        address_of: Callable[[Any], str],
+    ) -> list[ProbeOutcome]:
+        """Probe every target (``count`` echo requests ``interval_s`` apart, each waited for
+        ``timeout_s``), at most ``concurrency`` targets at a time; the outcomes in target order.
+        ``on_outcome(target, outcome)`` runs as soon as a target is done."""
         loop = self._loop
-        sock = self._sock
         assert loop is not None, "IcmpProber.open() first"
-        assert sock is not None, "IcmpProber.open() first"
-        future: asyncio.Future[float | None] = loop.create_future()
-        sequence = self._next_sequence()
-        request = ICMPRequest(destination=address, id=self._id, sequence=sequence, payload=_PAYLOAD)
-        sent_at = time.perf_counter()
+        if not targets:
+            return []
+        addresses = [address_of(t) for t in targets]
+        future: asyncio.Future[None] = loop.create_future()
+        rnd = _Round(addresses, count, interval_s, timeout_s, max(1, concurrency), None, future)
+        if on_outcome is not None:
+            rnd.on_outcome = lambda i_target, outcome: on_outcome(targets[i_target], outcome)
+        self._rounds.add(rnd)
         try:
-            sock.send(request)
-        except ICMPLibError as exc:
-            # e.g. "Network is unreachable" while the route's link is down: a lost probe.
-            self.send_errors += 1
-            future.set_result(None)
-            return future, str(exc) or type(exc).__name__
-        self.sent += 1
-        if not self._privileged:
-            self._id = request.id  # the kernel picks the identifier of datagram ICMP sockets
-        pending = _Pending(address, future, sent_at)
-        pending.timer = loop.call_later(timeout_s, self._expire, sequence, future)
-        self._pending[sequence] = pending
-        return future, None
+            self._refill(rnd)
+            await future
+        finally:
+            self._abort(rnd)
+            self._rounds.discard(rnd)
+        return [o for o in rnd.outcomes if o is not None]
 
-    def _expire(self, sequence: int, future: asyncio.Future[float | None]) -> None:
-        pending = self._pending.get(sequence)
-        if pending is not None and pending.future is future:
-            del self._pending[sequence]
-        if not future.done():
-            future.set_result(None)
-
-    def _on_readable(self) -> None:
-        """Loop reader callback: drain every reply waiting on the socket (bounded per call)."""
-        sock = self._sock
-        if sock is None:
+    def _abort(self, rnd: _Round) -> None:
+        if rnd.aborted:
             return
-        fd = sock.sock.fileno()
-        for _ in range(_READ_BUDGET):
-            ready, _, _ = select.select([fd], [], [], 0)
-            if not ready:
+        rnd.aborted = True
+        for handle in rnd.handles:
+            handle.cancel()
+        rnd.handles.clear()
+        inflight = self._inflight
+        for seq in rnd.seqs:
+            if seq >= 0:
+                entry = inflight.get(seq)
+                if entry is not None and entry[0] is rnd:
+                    del inflight[seq]
+
+    def _refill(self, rnd: _Round) -> None:
+        """Start as many devices as the concurrency allows, as one batch (again while devices
+        finish at once: every probe failed to send, e.g. their network is unreachable)."""
+        while not rnd.aborted:
+            start = rnd.cursor
+            stop = min(len(rnd.targets), start + rnd.concurrency - rnd.active)
+            if stop <= start:
                 return
+            rnd.cursor = stop
+            rnd.active += stop - start
+            self._send_step(rnd, range(start, stop), 0)
+
+    def _send_step(self, rnd: _Round, batch: range, step: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        inflight = self._inflight
+        ident = self._id
+        count = rnd.count
+        addresses = rnd.targets
+        sent_at = rnd.sent_at
+        seqs = rnd.seqs
+        clock = time.perf_counter
+        seq = self._sequence
+        families = self._families
+        sent = 0
+        for dev in batch:
+            if rnd.outcomes[dev] is not None:
+                continue  # finished early (every probe lost to send errors)
+            if rnd.aborted:
+                break  # aborted, or on_outcome raised
+            address = addresses[dev]
+            family = families.get(6 if ":" in address else 4)
+            if family is None:
+                family = self._open_family(address)
+                if family is None:
+                    self._settle_lost(rnd, dev, count - rnd.settled[dev], "no IPv6 socket")
+                    continue
+            for _ in range(_SEQUENCES):
+                seq = (seq + 1) & 0xFFFF
+                if seq not in inflight:
+                    break
+            else:
+                self._sequence = seq
+                raise IcmpUnavailableError("65536 probes in flight: lower FILAS_PING__CONCURRENCY")
+            slot = dev * count + step
+            packet = family.template.patch(ident, seq)
+            sent_at[slot] = clock()
             try:
-                # Data is waiting: returns at once (the timeout only bounds a runt packet).
-                reply: Any = sock.receive(None, timeout=0.01)
-            except TimeoutExceeded:
-                return
-            except ICMPLibError as exc:
-                logger.warning("icmp: receive failed: %s", exc)
-                return
-            if reply.id == self._id and reply.type in _ANSWERS:
-                self._settle(reply.sequence, reply.source, reply.type, time.perf_counter())
-
-    def _settle(self, sequence: int, source: str | None, kind: int, arrived: float) -> None:
-        pending = self._pending.get(sequence)
-        if pending is None:
-            return  # late reply after its timeout, or a duplicate
-        if kind == _ECHO_REPLY and source is not None and source != pending.address:
-            return  # not the host we asked
-        del self._pending[sequence]
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if pending.future.done():
+                family.sock.sendto(packet, (address, 0))
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.ENOBUFS):
+                    reason = "send buffer full"
+                else:  # e.g. network unreachable while the route's link is down: a lost probe
+                    reason = exc.strerror or type(exc).__name__
+                self.send_errors += 1
+                self._settle_lost(rnd, dev, 1, reason)
+                continue
+            seqs[slot] = seq
+            inflight[seq] = (rnd, slot)
+            sent += 1
+        self._sequence = seq
+        self.sent += sent
+        if rnd.aborted:
             return
-        if kind == _ECHO_REPLY:
-            self.received += 1
-            pending.future.set_result((arrived - pending.sent_at) * 1000.0)
-        else:  # destination unreachable / time exceeded from a router: lost
-            pending.future.set_result(None)
+        if step + 1 < count:
+            at = loop.time() + rnd.interval
+            handle = loop.call_at(at, self._on_timer, rnd, batch, step + 1, False)
+        else:
+            handle = loop.call_at(loop.time() + rnd.timeout, self._on_timer, rnd, batch, 0, True)
+        rnd.handles.add(handle)
+
+    def _open_family(self, address: str) -> _Family | None:
+        version = ipaddress.ip_address(address).version
+        try:
+            return self._family(version)
+        except (IcmpUnavailableError, OSError) as exc:
+            logger.warning("icmp: no IPv%d socket: %s", version, exc)
+            return None
+
+    def _on_timer(self, rnd: _Round, batch: range, step: int, deadline: bool) -> None:
+        if rnd.aborted:
+            return
+        if not deadline:
+            self._send_step(rnd, batch, step)
+            self._refill(rnd)  # devices whose every probe failed to send are done
+            return
+        inflight = self._inflight
+        count = rnd.count
+        for dev in batch:
+            if rnd.outcomes[dev] is not None:
+                continue
+            for slot in range(dev * count, dev * count + count):
+                seq = rnd.seqs[slot]
+                if seq >= 0:
+                    entry = inflight.get(seq)
+                    if entry is not None and entry[0] is rnd and entry[1] == slot:
+                        del inflight[seq]
+            self._finish(rnd, dev)
+        self._refill(rnd)
+
+    def _settle_lost(self, rnd: _Round, dev: int, probes: int, reason: str) -> None:
+        rnd.errors[dev] = reason
+        rnd.settled[dev] += probes
+        if rnd.settled[dev] >= rnd.count:
+            self._finish(rnd, dev)
+
+    def _finish(self, rnd: _Round, dev: int) -> None:
+        if rnd.outcomes[dev] is not None:
+            return
+        rtts = tuple(rnd.rtts[dev])
+        outcome = ProbeOutcome(rnd.targets[dev], rnd.count, rtts, None if rtts else rnd.errors[dev])
+        rnd.outcomes[dev] = outcome
+        rnd.active -= 1
+        rnd.left -= 1
+        if rnd.on_outcome is not None:
+            try:
+                rnd.on_outcome(dev, outcome)
+            except Exception as exc:  # surfaced by sweep_round
+                if not rnd.future.done():
+                    rnd.future.set_exception(exc)
+                self._abort(rnd)
+                return
+        if rnd.left == 0 and not rnd.future.done():
+            rnd.future.set_result(None)
+
+    # -- replies -----------------------------------------------------------------------------
+    def _on_readable(self, family: _Family) -> None:
+        """Loop reader callback: drain the replies waiting on the socket (bounded per call)."""
+        sock = family.sock
+        buf = family.buffer
+        inflight = self._inflight
+        unpack = _V4_HEADER.unpack_from
+        clock = time.perf_counter
+        touched: set[_Round] = set()
+        check_id = self._privileged
+        for _ in range(_READ_BUDGET):
+            try:
+                n, source = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                logger.warning("icmp: receive failed: %s", exc)
+                break
+            arrived = clock()
+            off = (buf[0] & 0x0F) * 4 if family.ip_header else 0
+            if n < off + 8:
+                continue
+            kind = buf[off]
+            if kind == family.reply_type:
+                ident, seq = unpack(buf, off + 4)
+                is_reply = True
+            elif kind in family.error_types:
+                inner = off + 8
+                inner += (buf[inner] & 0x0F) * 4 if family.version == 4 else 40
+                if n < inner + 8 or buf[inner] != family.request_type:
+                    continue
+                ident, seq = unpack(buf, inner + 4)
+                is_reply = False
+            else:
+                continue
+            if check_id and ident != self._id:
+                continue
+            entry = inflight.get(seq)
+            if entry is None:
+                continue  # late reply after its deadline, a duplicate, or another pinger's
+            rnd, slot = entry
+            dev = slot // rnd.count
+            if is_reply and source[0] != rnd.targets[dev]:
+                continue  # not the host we asked
+            del inflight[seq]
+            if is_reply:
+                rtt = arrived - rnd.sent_at[slot]
+                if rtt <= rnd.timeout:
+                    rnd.rtts[dev].append(rtt * 1000.0)
+                    self.received += 1
+            rnd.settled[dev] += 1
+            if rnd.settled[dev] >= rnd.count:
+                self._finish(rnd, dev)
+                touched.add(rnd)
+        for rnd in touched:
+            self._refill(rnd)

@@ -29,7 +29,9 @@ class Target:
 
 def target_of(record: Mapping[str, Any]) -> Target | None:
     """The probe target of a NetworkDevice record; None when it is not probed (inactive, no IP,
-    ping class NONE). Raises ``InventoryRecordError`` when the record cannot be right."""
+    ping class NONE). ``ip`` is an IPv4 or IPv6 literal (IPv6 in its compressed form, as the
+    kernel reports reply sources). Raises ``InventoryRecordError`` when the record cannot be
+    right."""
     device_id = record.get("device_id")
     if not isinstance(device_id, str) or not device_id:
         raise InventoryRecordError("device record without device_id")
@@ -43,9 +45,10 @@ def target_of(record: Mapping[str, Any]) -> Target | None:
         address = ipaddress.ip_address(str(ip).strip())
     except ValueError:
         raise InventoryRecordError(f"device {device_id}: ip {ip!r} is not an IP address") from None
-    if address.version != 4:
-        raise InventoryRecordError(f"device {device_id}: IPv6 ({ip}) is not probed yet")
-    if address.is_unspecified or address.is_multicast or str(address).endswith(".255"):
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:a.b.c.d is probed over ICMPv4
+    broadcast = address.version == 4 and str(address).endswith(".255")
+    if address.is_unspecified or address.is_multicast or broadcast:
         raise InventoryRecordError(f"device {device_id}: ip {ip} cannot be probed")
     return Target(device_id, str(address), ping_class)
 

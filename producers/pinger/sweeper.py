@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from filas.settings import PingClassSettings
 from producers.envelope import envelope
@@ -19,6 +19,22 @@ class Prober(Protocol):
     async def probe(
         self, address: str, count: int, interval_s: float, timeout_s: float
     ) -> ProbeOutcome: ...
+
+
+@runtime_checkable
+class RoundProber(Prober, Protocol):
+    """A prober that runs a whole round itself (``IcmpProber``: no coroutine per device)."""
+
+    async def sweep_round(
+        self,
+        targets: Sequence[Any],
+        count: int,
+        interval_s: float,
+        timeout_s: float,
+        concurrency: int,
+        on_outcome: Callable[[Any, ProbeOutcome], None] | None,
+        address_of: Callable[[Any], str],
+    ) -> list[ProbeOutcome]: ...
 
 
 def ping_result(
@@ -53,6 +69,18 @@ async def sweep(
     pinger publishes from there, so an early device's result does not wait for the round)."""
     if not targets:
         return []
+    if isinstance(prober, RoundProber):
+        done = await prober.sweep_round(
+            targets,
+            settings.count,
+            settings.probe_interval_s,
+            settings.timeout_s,
+            concurrency,
+            on_outcome,
+            _address,
+        )
+        return list(zip(targets, done, strict=True))
+    # A prober of one address at a time (test fakes): a worker coroutine per concurrency slot.
     outcomes: list[ProbeOutcome | None] = [None] * len(targets)
     cursor = 0
 
@@ -71,6 +99,10 @@ async def sweep(
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(targets)))))
     return [(t, o) for t, o in zip(targets, outcomes, strict=True) if o is not None]
+
+
+def _address(target: Target) -> str:
+    return target.ip
 
 
 def now_utc() -> datetime:

@@ -185,6 +185,7 @@ def test_pinger_results_per_device_and_malformed_inventory_to_dlq(env: Env) -> N
         devices = [
             device("lo-1", "127.0.0.1"),
             device("lo-2", "127.3.2.1", ping_class="SUBSCRIBER", device_type="ONU"),
+            device("lo-v6", "::1", ping_class="STANDARD"),  # ICMPv6
             device("ns-parent", net.parent),
             device("ns-host", net.hosts[0], parent="ns-parent", ping_class="STANDARD"),
             device("no-ip", None, ping_class="NONE"),
@@ -202,7 +203,7 @@ def test_pinger_results_per_device_and_malformed_inventory_to_dlq(env: Env) -> N
 
         pinger = PingerThread(env, "p1")
         results = TopicReader(env, PING_RESULTS)
-        want = {"lo-1", "lo-2", "ns-parent", "ns-host"}
+        want = {"lo-1", "lo-2", "lo-v6", "ns-parent", "ns-host"}
 
         def two_rounds(records: list[dict[str, Any]]) -> bool:
             counts = {d: sum(r["device_id"] == d for r in records) for d in want}
@@ -212,14 +213,20 @@ def test_pinger_results_per_device_and_malformed_inventory_to_dlq(env: Env) -> N
         pinger.stop()
     assert {r["device_id"] for r in records} == want  # never no-ip, retired or bad-ip
     by_device = {r["device_id"]: r for r in records}
-    for d in ("lo-1", "lo-2", "ns-parent"):
+    for d in ("lo-1", "lo-2", "lo-v6", "ns-parent"):
         assert by_device[d]["probes_received"] == 1, by_device[d]
         assert by_device[d]["loss_ratio"] == 0.0
         assert by_device[d]["rtt_avg_ms"] is not None
     lost = by_device["ns-host"]
     assert (lost["probes_received"], lost["loss_ratio"], lost["rtt_avg_ms"]) == (0, 1.0, None)
     assert {r["pinger_instance"] for r in records} == {"p1"}
-    assert {r["target_ip"] for r in records} == {"127.0.0.1", "127.3.2.1", net.parent, net.hosts[0]}
+    assert {r["target_ip"] for r in records} == {
+        "127.0.0.1",
+        "127.3.2.1",
+        "::1",
+        net.parent,
+        net.hosts[0],
+    }
 
     dlq = TopicReader(env, env.catalog.dead_letter_for(DEVICES))
     letters = dlq.until(lambda rs: len(rs) >= 2, 10, "two dead letters")

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from datetime import UTC, datetime
 
 import pytest
-from icmplib import ICMPv4Socket
+from icmplib import ICMPv4Socket, ICMPv6Socket
 
 from filas.settings import PingClassSettings, PingSettings
-from producers.pinger.icmp import ProbeOutcome, _Icmpv4Socket
+from producers.pinger.icmp import EchoTemplate, ProbeOutcome
 from producers.pinger.inventory import Inventory, InventoryRecordError, Target, target_of
 from producers.pinger.sweeper import ping_result, sweep
 
 
-def test_fast_checksum_equals_icmplibs() -> None:
+def test_echo_template_equals_icmplibs_packet() -> None:
+    """The prebuilt request with patched id/sequence/checksum is byte for byte icmplib's."""
+    for kind, request_type in ((ICMPv4Socket, 8), (ICMPv6Socket, 128)):
+        upstream = kind.__new__(kind)
+        upstream._sock = None  # not opened; __del__ must find the attribute
+        template = EchoTemplate(request_type)
+        for ident, sequence in ((1, 0), (0xFFFF, 0xFFFF), (0x1234, 0xFEDC), (40000, 1)):
+            want = upstream._create_packet(ident, sequence, bytes(range(56)))
+            assert bytes(template.patch(ident, sequence)) == want, (kind, ident, sequence)
+        for _ in range(200):
+            ident, sequence = random.randrange(65536), random.randrange(65536)
+            want = upstream._create_packet(ident, sequence, bytes(range(56)))
+            assert bytes(template.patch(ident, sequence)) == want
+    odd = EchoTemplate(8, os.urandom(7))
     upstream = ICMPv4Socket.__new__(ICMPv4Socket)
-    ours = _Icmpv4Socket.__new__(_Icmpv4Socket)
-    upstream._sock = ours._sock = None  # neither is opened; __del__ must find the attribute
-    for n in range(0, 130):
-        data = os.urandom(n)
-        assert ours._checksum(data) == upstream._checksum(data), n
-    assert ours._checksum(b"\xff\xff" * 40) == upstream._checksum(b"\xff\xff" * 40)
+    upstream._sock = None
+    assert bytes(odd.patch(9, 9)) == upstream._create_packet(9, 9, bytes(odd.packet[8:]))
 
 
 def test_probe_outcome_statistics() -> None:
@@ -52,7 +62,10 @@ def test_inventory_rules() -> None:
     assert target_of(record(active=False)) is None
     assert target_of(record(ip=None)) is None
     assert target_of(record(ping_class="NONE")) is None
-    for bad in ("10.0.0.300", "olt.example", "::1", "224.0.0.1", "0.0.0.0"):
+    assert target_of(record(ip="::1")) == Target("olt-1", "::1", "CRITICAL")
+    assert target_of(record(ip="2001:DB8:0:0::7")) == Target("olt-1", "2001:db8::7", "CRITICAL")
+    assert target_of(record(ip="::ffff:10.0.0.3")) == Target("olt-1", "10.0.0.3", "CRITICAL")
+    for bad in ("10.0.0.300", "olt.example", "224.0.0.1", "0.0.0.0", "::", "ff02::1", "1::2::3"):
         with pytest.raises(InventoryRecordError):
             target_of(record(ip=bad))
     with pytest.raises(InventoryRecordError):
