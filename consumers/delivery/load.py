@@ -113,11 +113,12 @@ def balanced_recipients(per_partition: int, partitions: int, start: int = 0) -> 
 
 
 def delivery_catalog(prefix: str) -> Catalog:
-    """The topics a delivery worker reads and writes (lanes and their DLQs, results, ledger)."""
-    from filas.catalog.campaigns import DELIVERY_LEDGER, DELIVERY_RESULTS
+    """The topics a delivery worker reads and writes (lanes and their DLQs, results, ledger,
+    and the opt-outs and campaign commands it re-checks before sending)."""
+    from filas.catalog.campaigns import CAMPAIGNS, DELIVERY_LEDGER, DELIVERY_RESULTS, OPT_OUTS
 
     catalog = Catalog.build(prefix)
-    specs: list[Any] = [DELIVERY_RESULTS, DELIVERY_LEDGER]
+    specs: list[Any] = [DELIVERY_RESULTS, DELIVERY_LEDGER, OPT_OUTS, CAMPAIGNS]
     for lane in MESSAGE_LANES:
         specs += [lane, catalog.dead_letter_for(lane).name]
     return catalog.only(*specs)

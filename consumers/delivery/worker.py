@@ -29,6 +29,7 @@ from typing import Any, Literal
 from confluent_kafka import Message
 
 from consumers.delivery.channels import Channel, Outcome, OutgoingMessage, SendResult
+from consumers.delivery.guard import DELIVERY_SKIPPED, PAUSED, SendGuard, Verdict
 from consumers.delivery.http_gateway import HttpChannel
 from consumers.delivery.ledger import DONE, SENDING, Ledger, LedgerEntry, LedgerReader
 from consumers.delivery.limits import ConcurrencyLimit, RateLimiter, backoff_delay, share
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 COMPONENT = "campaign-delivery"
 COMMIT_EVERY_S = 0.2
 MAX_IN_FLIGHT_BATCHES = 4
+# A partition held on a paused campaign's message is looked at again this often.
+PAUSED_RECHECK_S = 1.0
 ChannelName = Literal["email", "sms", "whatsapp"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "whatsapp")
 
@@ -136,6 +139,9 @@ class DeliveryStats:
     other_channel: int = 0
     undecodable: int = 0
     held: int = 0
+    held_paused: int = 0
+    skipped_opt_out: int = 0
+    cancelled: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -162,6 +168,7 @@ class DeliveryWorker:
         self.channel_config = channel_settings(settings, channel_name)
         self.channel = channel or build_channel(settings, channel_name)
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
+        self._own_serdes = serdes is None
         self._serdes = serdes or build_serdes(settings)
         self._rng = rng
         self.lane_specs: tuple[TopicSpec, ...] = tuple(
@@ -176,6 +183,8 @@ class DeliveryWorker:
         self.concurrency = ConcurrencyLimit(0)
         self.unacked = ConcurrencyLimit(self.config.max_unacked)
         self.ledger = Ledger()
+        # Opt-outs and pause/cancel as they are now, checked again just before each send.
+        self.guard = SendGuard(settings.kafka, self.catalog, self._serdes)
         self.stats = DeliveryStats()
         self._held: dict[tuple[int, int], float] = {}
         self._share_dirty = True
@@ -195,6 +204,15 @@ class DeliveryWorker:
     # -- start / stop -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.guard.start)
+        if not await asyncio.to_thread(self.guard.wait_ready, self.config.ledger_ready_timeout_s):
+            self.guard.stop()
+            raise FilasError(
+                "delivery: campaign.opt-outs / campaign.definitions not read within "
+                f"{self.config.ledger_ready_timeout_s:.0f}s",
+                code="delivery_guard_not_ready",
+                retriable=True,
+            )
         self._producer = AsyncEventProducer(
             build_producer(self.settings, catalog=self.catalog, serdes=self._serdes)
         )
@@ -236,7 +254,10 @@ class DeliveryWorker:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        await asyncio.to_thread(self.guard.stop)
         await self.channel.close()
+        if self._own_serdes:
+            self._serdes.close()
 
     # -- rebalance (called from inside LaneConsumer.poll, on the poll thread) --------------------
 
@@ -405,14 +426,26 @@ class DeliveryWorker:
                 # Not due: put it (and the rest of its partition) back and hold the partition.
                 self.stats.held += 1
                 held.add(p)
-                self.lanes.seek(batch.lane, p, offset)
-                self.lanes.pause(batch.lane, [p])
-                self._held[key] = not_before
+                self._hold(batch.lane, p, offset, not_before)
+                continue
+            verdict = self.guard.rules.verdict(record, self.channel_name)
+            if verdict is not None and verdict.status == PAUSED:
+                # Paused campaign: held, not dropped; looked at again until resumed or
+                # cancelled (the partition's later messages wait behind it: decision 0078).
+                self.stats.held_paused += 1
+                held.add(p)
+                self._hold(batch.lane, p, offset, now_ms + PAUSED_RECHECK_S * 1000)
                 continue
             self._unsent += 1
             self._start(key, offset, self._deliver_once(spec, msg, record))
             taken += 1
         return taken
+
+    def _hold(self, lane: int, partition: int, offset: int, until_ms: float) -> None:
+        assert self.lanes is not None
+        self.lanes.seek(lane, partition, offset)
+        self.lanes.pause(lane, [partition])
+        self._held[(lane, partition)] = until_ms
 
     def _start(self, key: tuple[int, int], offset: int, work: Coroutine[Any, Any, None]) -> None:
         self._offsets.add(key, offset)
@@ -527,6 +560,13 @@ class DeliveryWorker:
         holds_unacked = False
         try:
             while True:
+                verdict = self.guard.rules.verdict(record, self.channel_name)
+                if verdict is not None and verdict.status != PAUSED:
+                    # Opted out / cancelled since fan-out (or since the last attempt).
+                    if marker is not None:
+                        await marker
+                    await self._skip(spec, msg, record, verdict, attempts)
+                    return
                 attempts += 1
                 async with self.concurrency:
                     await self.limiter.acquire()
@@ -591,6 +631,29 @@ class DeliveryWorker:
             time.perf_counter() - dep_start
         )
         return result, marker
+
+    async def _skip(
+        self,
+        spec: TopicSpec,
+        msg: Message,
+        record: Mapping[str, Any],
+        verdict: Verdict,
+        attempts: int,
+    ) -> None:
+        """A final 'not sent' outcome: result event + ``done`` entry, so it is never retried."""
+        if verdict.status == "cancelled":
+            self.stats.cancelled += 1
+        else:
+            self.stats.skipped_opt_out += 1
+        DELIVERY_SKIPPED.labels(COMPONENT, self.channel_name, verdict.status).inc()
+        await self._finish(
+            spec,
+            msg,
+            record,
+            verdict.status,
+            SendResult(Outcome.PERMANENT, None, verdict.reason),
+            attempts,
+        )
 
     async def _finish(
         self,

@@ -28,7 +28,13 @@ from consumers.delivery.worker import DeliveryWorker
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer, build_serdes
 from filas.catalog import Catalog, TopicSpec
-from filas.catalog.campaigns import DELIVERY_LEDGER, DELIVERY_RESULTS, MESSAGE_LANES
+from filas.catalog.campaigns import (
+    CAMPAIGNS,
+    DELIVERY_LEDGER,
+    DELIVERY_RESULTS,
+    MESSAGE_LANES,
+    OPT_OUTS,
+)
 from filas.local_platform.processes import free_port
 from filas.settings import (
     DeliverySettings,
@@ -61,7 +67,7 @@ class Env:
 
 
 def _topics(catalog: Catalog) -> Catalog:
-    specs: list[TopicSpec | str] = [DELIVERY_RESULTS, DELIVERY_LEDGER]
+    specs: list[TopicSpec | str] = [DELIVERY_RESULTS, DELIVERY_LEDGER, OPT_OUTS, CAMPAIGNS]
     for lane in MESSAGE_LANES:
         specs += [lane, catalog.dead_letter_for(lane).name]
     return catalog.only(*specs)
