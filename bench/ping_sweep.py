@@ -1,12 +1,14 @@
 """Sweep rate: hosts/s probed by the pinger vs fping over the same loopback addresses.
 
 ``--hosts`` addresses in 127.0.0.0/8 (never anything else), one echo request each. The pinger
-side is the code ``filas ping serve`` runs per round (``producers.pinger.sweeper.sweep`` over one
-``IcmpProber`` socket, ``--concurrency`` devices in flight, Kafka left out: this measures ICMP).
-Peers, measured in the same run over the same address file:
+side is the code ``filas ping serve`` runs per round (``producers.pinger.sweeper.sweep`` driving
+``IcmpProber.sweep_round``: one socket per family, ``--concurrency`` devices in flight, Kafka left
+out: this measures ICMP). Peers, measured in the same run over the same address file:
 - ``fping -c1 -i 0`` (root only: no pause between targets, fping's fastest; the fair peer);
 - ``fping -c1`` at its defaults (10 ms between targets: what an operator's fping does).
-Each side runs ``--repeat`` times; the median is reported. Needs root (raw ICMP).
+IPv6: ``--v6-probes`` targets that are all ``::1`` (the one IPv6 loopback address), against
+``fping -6 -c1 -i 0`` over the same list. Each side runs ``--repeat`` times; the median is
+reported. Needs root (raw ICMP).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ async def pinger_rate(hosts: list[str], concurrency: int, timeout_s: float) -> t
         started = time.perf_counter()
         outcomes = await sweep(prober, targets, settings, concurrency)
         elapsed = time.perf_counter() - started
-        return len(hosts) / elapsed, sum(o.received for _, o in outcomes)
+        got = sum(o.received for _, o in outcomes)
+        return len(hosts) / elapsed, got
     finally:
         prober.close()
 
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--default-hosts", type=int, default=300, help="for fping at defaults")
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--timeout-ms", type=int, default=1000)
+    parser.add_argument("--v6-probes", type=int, default=2000, help="::1 targets; 0 skips")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("fping") is None:
@@ -94,12 +98,28 @@ def main() -> None:
         rate, got = fping_rate(few, args.default_hosts, [], args.timeout_ms)
         slow.append(rate)
         print(f"fping (defaults): {rate:,.0f} hosts/s, {got}/{args.default_hosts} replies")
+        ours6, fping6 = [], []
+        v6 = ["::1"] * args.v6_probes
+        v6_path = Path(tmp) / "v6.txt"
+        v6_path.write_text("\n".join(v6) + "\n")
+        for _ in range(args.repeat if v6 else 0):
+            rate, got = asyncio.run(pinger_rate(v6, args.concurrency, args.timeout_ms / 1000))
+            ours6.append(rate)
+            print(f"pinger IPv6: {rate:,.0f} probes/s, {got}/{len(v6)} replies", flush=True)
+            rate, got = fping_rate(v6_path, len(v6), ["-6", "-i", "0"], args.timeout_ms)
+            fping6.append(rate)
+            print(f"fping -6 -i 0: {rate:,.0f} probes/s, {got}/{len(v6)} replies", flush=True)
     pinger = statistics.median(ours)
     fping_fast = statistics.median(fast)
     fping_default = statistics.median(slow)
     report("ping_sweep_fping_fastest", fping_fast, "hosts/s", 1.0, "fping -c1 -i 0")
     report("ping_sweep_pinger", pinger, "hosts/s", pinger / fping_fast, "fping -c1 -i 0")
     report("ping_sweep_pinger", pinger, "hosts/s", pinger / fping_default, "fping -c1 (defaults)")
+    if ours6:
+        v6_rate, v6_peer = statistics.median(ours6), statistics.median(fping6)
+        report(
+            "ping_sweep_pinger_ipv6", v6_rate, "probes/s", v6_rate / v6_peer, "fping -6 -c1 -i 0"
+        )
 
 
 if __name__ == "__main__":
