@@ -9,7 +9,8 @@ contract's login has a live session (an accounting Start). A payment gateway pos
 webhook per contract at ``--rate`` per second; latency is from the webhook's send to the CoA
 worker reading the NAS's ACK for that contract: ingress -> requests.high -> worker -> IXC
 settles and unblocks -> poller -> ixc.contract-status -> CoA -> NAS. The peer figure is the
-issue's 5 s p99 budget.
+issue's 5 s p99 budget. A second figure is webhook -> the payment-confirmation message read
+from the campaigns' transactional lane (docs/decisions/0083), against the same budget.
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pydantic import SecretStr
 
 from bench.common import report, services
 from bench.radius_coa import SECRET, AckingNas
 from consumers.ixc_requests.worker import RequestWorker
 from filas.admin.topics import TopicAdmin
-from filas.bootstrap import build_producer
-from filas.catalog import Catalog, ixc_state, requests
+from filas.bootstrap import build_producer, build_serdes
+from filas.catalog import Catalog, TopicSpec, ixc_state, requests
+from filas.catalog.campaigns import TRANSACTIONAL_MESSAGES
 from filas.catalog.radius import ACCOUNTING, COA_RESULTS
 from filas.settings import IngressSettings, IxcSettings, RadiusSettings, Settings, TopicsSettings
 from producers.async_sdk import AsyncEventProducer
@@ -96,24 +101,82 @@ class CoaThread:
         self.worker.close()
 
 
+@dataclass
+class PaymentRun:
+    """What ``measure`` saw: per contract, ms from the webhook's send to the NAS's ACK and to
+    the payment-confirmation message on the transactional lane, and how many messages each
+    contract's customer got."""
+
+    sent: int
+    nas_ack_ms: list[float] = field(default_factory=list)
+    notice_ms: list[float] = field(default_factory=list)
+    notices: Counter[str] = field(default_factory=Counter)
+
+
+class LaneWatch:
+    """Reads every partition of a message lane from the beginning on a thread: per contract,
+    when its first message was read and how many were."""
+
+    def __init__(self, settings: Settings, spec: TopicSpec) -> None:
+        self._serdes = build_serdes(settings)
+        self._decode = self._serdes(spec).deserialize
+        self.first: dict[str, float] = {}
+        self.count: Counter[str] = Counter()
+        self.records: list[dict[str, object]] = []
+        conf = dict(settings.kafka.client_config()) | {
+            "group.id": f"bench-lane-watch-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+        self._consumer = Consumer(conf)
+        topic = self._consumer.list_topics(spec.name, timeout=10).topics[spec.name]
+        self._consumer.assign(
+            [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in topic.partitions]
+        )
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(num_messages=100, timeout=0.05):
+                if msg.error() or msg.value() is None:
+                    continue
+                record = self._decode(msg.value())
+                contract = str(record.get("contract_id"))
+                self.first.setdefault(contract, time.monotonic())
+                self.count[contract] += 1
+                self.records.append(record)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self._consumer.close()
+        self._serdes.close()
+
+
 async def run(args: argparse.Namespace) -> None:
     with services() as base:
-        latencies, total = await measure(base, args)
-    if len(latencies) < 2:
-        raise SystemExit(f"only {len(latencies)}/{total} payments ACKed: nothing to measure")
-    q = statistics.quantiles(latencies, n=100)
+        result = await measure(base, args)
+    if len(result.nas_ack_ms) < 2 or len(result.notice_ms) < 2:
+        raise SystemExit(
+            f"only {len(result.nas_ack_ms)} ACKs / {len(result.notice_ms)} messages for "
+            f"{result.sent} payments: nothing to measure"
+        )
+    q = statistics.quantiles(result.nas_ack_ms, n=100)
     report("requests_payment_webhook_to_nas_ack_p50", q[49], "ms", q[49] / 5000.0, PEER)
     report("requests_payment_webhook_to_nas_ack_p99", q[98], "ms", q[98] / 5000.0, PEER)
+    q = statistics.quantiles(result.notice_ms, n=100)
+    report("requests_payment_webhook_to_message_queued_p99", q[98], "ms", q[98] / 5000.0, PEER)
 
 
-async def measure(base: Settings, args: argparse.Namespace) -> tuple[list[float], int]:
-    """Run the whole payment path against ``base``'s Kafka and registry; returns the
-    webhook -> NAS ACK latencies (ms) of the payments ACKed, and how many were sent."""
+async def measure(base: Settings, args: argparse.Namespace) -> PaymentRun:
+    """Run the whole payment path against ``base``'s Kafka and registry."""
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     catalog = Catalog.build(prefix)
     specs = [catalog.resolve(s) for s in (*ixc_state.TOPICS, *requests.TOPICS)]
     specs += [catalog.dead_letter_for(s) for s in (*ixc_state.TOPICS, *requests.LANES)]
     specs += [catalog.resolve(ACCOUNTING), catalog.resolve(COA_RESULTS)]
+    specs.append(catalog.resolve(TRANSACTIONAL_MESSAGES))
     TopicAdmin(base.kafka).apply(catalog.only(*specs))
     contracts = [str(i) for i in range(1, args.payments + 1)]
     isp = SimulatedIsp(seed=5, customers=args.payments + 10, devices=0, nas=1)
@@ -187,6 +250,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> tuple[list[float]
         coa_worker = CoaWorker(settings, catalog=catalog)
         await asyncio.to_thread(coa_worker.start)
         coa = CoaThread(coa_worker)
+        lane = LaneWatch(settings, catalog.resolve(TRANSACTIONAL_MESSAGES))
         worker = RequestWorker(settings, catalog=catalog)
         await worker.start()
         ingress = IngressService(settings, catalog=catalog)
@@ -224,7 +288,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> tuple[list[float]
                     if delay > 0 and i + 1 < len(contracts):
                         await asyncio.sleep(delay)
             for _ in range(600):  # at most 60 s for the last ACKs
-                if len(coa.acked) >= len(contracts):
+                if len(coa.acked) >= len(contracts) and len(lane.first) >= len(contracts):
                     break
                 await asyncio.sleep(0.1)
         finally:
@@ -234,15 +298,22 @@ async def measure(base: Settings, args: argparse.Namespace) -> tuple[list[float]
             await worker.close()
             await ingress.stop()
             coa.stop()
+            lane.stop()
             nas.close()
             sim.stop()
-    latencies = [(coa.acked[c] - sent[c]) * 1000 for c in contracts if c in coa.acked]
+    result = PaymentRun(
+        sent=len(contracts),
+        nas_ack_ms=[(coa.acked[c] - sent[c]) * 1000 for c in contracts if c in coa.acked],
+        notice_ms=[(lane.first[c] - sent[c]) * 1000 for c in contracts if c in lane.first],
+        notices=lane.count,
+    )
     print(
-        f"{len(latencies)}/{len(contracts)} payments ACKed at the NAS ({coa.other} other "
-        f"CoA outcomes), first poll emitted {first.emitted} events, poll every "
+        f"{len(result.nas_ack_ms)}/{len(contracts)} payments ACKed at the NAS ({coa.other} "
+        f"other CoA outcomes), {sum(lane.count.values())} payment messages for "
+        f"{len(lane.count)} contracts, first poll emitted {first.emitted} events, poll every "
         f"{args.poll_interval}s, {args.rate:g} webhooks/s"
     )
-    return latencies, len(contracts)
+    return result
 
 
 def main() -> None:

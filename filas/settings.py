@@ -259,6 +259,16 @@ class IngressSettings(BaseModel):
     # A dead worker's partitions move to the others after this (Kafka session timeout).
     worker_session_timeout_s: float = Field(default=10.0, ge=6.0)
     view_ready_timeout_s: float = 60.0
+    # Payment confirmed at IXC -> one message to the subscriber on the campaigns' transactional
+    # lane (docs/decisions/0083): first reachable channel in this order (empty: no message),
+    # these sandboxed Jinja templates (campaign variables + amount, method, invoice_id,
+    # payment_id; docs/requests.md).
+    payment_notice_channels: tuple[str, ...] = ("email", "sms")
+    payment_notice_subject: str = "Pagamento recebido"
+    payment_notice_body: str = (
+        "Olá {{ first_name }}, recebemos o seu pagamento de {{ amount | brl }} ({{ method }}) "
+        "do contrato {{ contract_id }}. Obrigado!"
+    )
 
 
 class CampaignsSettings(BaseModel):

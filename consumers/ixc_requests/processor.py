@@ -56,6 +56,8 @@ class IxcPort(Protocol):
 
 
 StatusSink = Callable[[Mapping[str, Any]], Awaitable[None]]
+# After IXC's success, before DONE: what to add to the result (payment notices, decision 0083).
+Notify = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, str]]]
 DeadLetterSink = Callable[[FilasError], Awaitable[None]]
 
 
@@ -113,6 +115,7 @@ class RequestProcessor:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         rate: CallRate | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self._settings = settings
         self._ixc = ixc
@@ -121,6 +124,7 @@ class RequestProcessor:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.rate = rate or CallRate(settings.ixc_rate_per_s)
+        self._notify = notify
         self._running: dict[str, asyncio.Event] = {}
         self.stats = Stats()
 
@@ -209,6 +213,10 @@ class RequestProcessor:
                 self.stats.dead_lettered += 1
                 return DEAD_LETTERED
             result = {"ixc_id": answer.get("id", ""), "ixc_message": answer.get("message", "")}
+            if self._notify is not None:
+                # Before DONE: a crash in between re-runs the request, and the message goes
+                # again with the same message id (decision 0083); a DONE request never re-runs.
+                result |= await self._notify(request)
             await self._finish(request, DONE, attempts, result=result)
             self.stats.done += 1
             return DONE

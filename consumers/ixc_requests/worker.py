@@ -25,6 +25,12 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumers.ixc_requests.calls import IxcWriter
+from consumers.ixc_requests.notices import (
+    NoticeState,
+    PaymentNotifier,
+    count_out,
+    transactional_lane,
+)
 from consumers.ixc_requests.processor import COMPONENT, RequestProcessor, rate_share
 from consumers.ixc_requests.status_view import StatusTail
 from filas.bootstrap import Serdes, build_producer, build_serdes
@@ -82,8 +88,23 @@ class RequestWorker:
         self.tail = StatusTail(settings.kafka, self._status_spec, status_serde.deserialize)
         self._producer: AsyncEventProducer | None = None
         self._ixc = IxcWriter(settings.ixc)
+        self._notice_lane = transactional_lane(self.catalog)
+        self.notice_state: NoticeState | None = None
+        self.notifier: PaymentNotifier | None = None
+        if settings.ingress.payment_notice_channels:
+            self.notice_state = NoticeState(settings.kafka, self.catalog, self._serdes)
+            self.notifier = PaymentNotifier(
+                settings.ingress,
+                self.notice_state.state,
+                self._emit_notice,
+                timezone=settings.ixc.timezone,
+            )
         self.processor = RequestProcessor(
-            settings.ingress, self._ixc, self.tail.view, self._emit_status
+            settings.ingress,
+            self._ixc,
+            self.tail.view,
+            self._emit_status,
+            notify=self.notifier.notify if self.notifier is not None else None,
         )
         self._consumers: list[tuple[TopicSpec, Any]] = []
         self._tracker = OffsetTracker()
@@ -102,16 +123,28 @@ class RequestWorker:
         await self._producer.emit(self._status_spec, status)
         EVENTS_OUT.labels(component=COMPONENT, topic=self._status_spec.name).inc()
 
+    async def _emit_notice(self, record: Mapping[str, Any]) -> None:
+        assert self._producer is not None
+        await self._producer.emit(self._notice_lane, record)
+        count_out(self._notice_lane)
+
     async def start(self) -> None:
         ingress = self.settings.ingress
         self._producer = AsyncEventProducer(
             build_producer(self.settings, catalog=self.catalog, serdes=self._serdes)
         )
         await asyncio.to_thread(self.tail.start)
+        if self.notice_state is not None:
+            await asyncio.to_thread(self.notice_state.start)
         ready = await asyncio.to_thread(self.tail.wait_ready, ingress.view_ready_timeout_s)
+        if ready and self.notice_state is not None:
+            ready = await asyncio.to_thread(
+                self.notice_state.wait_ready, ingress.view_ready_timeout_s
+            )
         if not ready:
             raise FilasError(
-                f"requests.status not read within {ingress.view_ready_timeout_s:.0f}s",
+                f"requests.status / customers / contracts not read within "
+                f"{ingress.view_ready_timeout_s:.0f}s",
                 code="requests_view_not_ready",
                 retriable=True,
             )
@@ -267,10 +300,13 @@ class RequestWorker:
                 consumer.close()
         self._consumers = []
         self.tail.stop()
+        if self.notice_state is not None:
+            self.notice_state.stop()
         await self._ixc.aclose()
         if self._producer is not None:
             await self._producer.aclose()
             self._producer = None
+        self._serdes.close()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

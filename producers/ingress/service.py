@@ -52,7 +52,7 @@ class IngressService:
     def __init__(self, settings: Settings, *, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self.catalog = catalog or Catalog.build(settings.topics.prefix)
-        serdes = build_serdes(settings)
+        serdes = self._serdes = build_serdes(settings)
         # Accept latency is two acks: the ingress's producer lingers less than the default.
         fast = settings.kafka.model_copy(update={"linger_ms": settings.ingress.producer_linger_ms})
         settings = settings.model_copy(update={"kafka": fast})
@@ -97,3 +97,4 @@ class IngressService:
             self._runner = None
         self.tail.stop()
         await self.producer.aclose()
+        self._serdes.close()

@@ -24,6 +24,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from filas.admin.topics import TopicAdmin
 from filas.catalog import Catalog
+from filas.catalog.campaigns import TRANSACTIONAL_MESSAGES
+from filas.catalog.ixc_state import CONTRACTS, CUSTOMERS
 from filas.catalog.logs import LOGS
 from filas.catalog.requests import REQUEST_STATUS, REQUESTS_BULK, REQUESTS_HIGH
 from filas.settings import Settings
@@ -86,6 +88,8 @@ def env(platform: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     prefix = f"t{uuid.uuid4().hex[:12]}-"
     catalog = Catalog.build(prefix)
     specs = [catalog.resolve(s) for s in (REQUESTS_HIGH, REQUESTS_BULK, REQUEST_STATUS, LOGS)]
+    # The payment notices' recipients and lane (empty here: payments get notice=no_recipient).
+    specs += [catalog.resolve(s) for s in (CUSTOMERS, CONTRACTS, TRANSACTIONAL_MESSAGES)]
     specs += [catalog.dead_letter_for(s) for s in (REQUESTS_HIGH, REQUESTS_BULK)]
     TopicAdmin(platform.kafka).apply(catalog.only(*specs))
     isp = SimulatedIsp(seed=8, customers=40, devices=0, nas=1)
