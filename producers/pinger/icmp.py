@@ -53,6 +53,7 @@ _ICMP6_FILTER = 1
 _PAYLOAD = bytes(range(56))
 _SEQUENCES = 65536
 _V4_HEADER = struct.Struct("!HH")
+_REOPEN_AFTER_S = 60
 
 
 class IcmpUnavailableError(FilasError):
@@ -247,6 +248,10 @@ class IcmpProber:
         self._inflight: dict[int, tuple[_Round, int]] = {}
         self._families: dict[int, _Family] = {}
         self._rounds: set[_Round] = set()
+        # Family -> loop time of a failed socket opening: retried after _REOPEN_AFTER_S, not per
+        # target (a host without IPv6 would log once per IPv6 device per round otherwise).
+        self._failed: dict[int, float] = {}
+        self._exhausted_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
         self.received = 0
@@ -383,15 +388,19 @@ class IcmpProber:
             if family is None:
                 family = self._open_family(address)
                 if family is None:
-                    self._settle_lost(rnd, dev, count - rnd.settled[dev], "no IPv6 socket")
+                    reason = f"no IPv{6 if ':' in address else 4} socket"
+                    self._settle_lost(rnd, dev, count - rnd.settled[dev], reason)
                     continue
             for _ in range(_SEQUENCES):
                 seq = (seq + 1) & 0xFFFF
                 if seq not in inflight:
                     break
-            else:
-                self._sequence = seq
-                raise IcmpUnavailableError("65536 probes in flight: lower FILAS_PING__CONCURRENCY")
+            else:  # every sequence number is waiting for a reply: this probe is lost
+                if not self._exhausted_logged:
+                    self._exhausted_logged = True
+                    logger.warning("icmp: 65536 probes in flight; lower FILAS_PING__CONCURRENCY")
+                self._settle_lost(rnd, dev, 1, "65536 probes in flight")
+                continue
             slot = dev * count + step
             packet = family.template.patch(ident, seq)
             sent_at[slot] = clock()
@@ -421,10 +430,18 @@ class IcmpProber:
 
     def _open_family(self, address: str) -> _Family | None:
         version = ipaddress.ip_address(address).version
+        loop = self._loop
+        assert loop is not None
+        failed_at = self._failed.get(version)
+        if failed_at is not None and loop.time() - failed_at < _REOPEN_AFTER_S:
+            return None
         try:
             return self._family(version)
         except (IcmpUnavailableError, OSError) as exc:
-            logger.warning("icmp: no IPv%d socket: %s", version, exc)
+            self._failed[version] = loop.time()
+            logger.warning(
+                "icmp: no IPv%d socket (retried in %d s): %s", version, _REOPEN_AFTER_S, exc
+            )
             return None
 
     def _on_timer(self, rnd: _Round, batch: range, step: int, deadline: bool) -> None:

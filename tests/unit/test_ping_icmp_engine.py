@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from producers.pinger.icmp import IcmpProber, ProbeOutcome
+from producers.pinger.icmp import IcmpProber, IcmpUnavailableError, ProbeOutcome
 
 
 class FakeNet:
@@ -234,3 +234,46 @@ async def test_on_outcome_error_ends_the_round_with_it() -> None:
         assert (await prober.probe("127.0.0.3", 1, 0.0, 0.1)).received == 1  # still usable
     finally:
         prober.close()
+
+
+async def test_without_an_ipv6_socket_ipv6_targets_are_lost_with_the_reason() -> None:
+    net = FakeNet()
+    opened: list[int] = []
+
+    def factory(version: int, privileged: bool) -> FakeSocket:
+        opened.append(version)
+        if version == 6:
+            raise IcmpUnavailableError("IPv6 is disabled")
+        return net.factory(version, privileged)
+
+    prober = IcmpProber(privileged=True, socket_factory=factory)
+    prober.open()
+    try:
+        first = await prober.sweep_round(["::1", "127.0.0.1", "::2"], 2, 0.0, 0.1, 10, None, str)
+        again = await prober.probe("::1", 1, 0.0, 0.1)
+    finally:
+        prober.close()
+    assert [(o.received, o.error) for o in first] == [
+        (0, "no IPv6 socket"),
+        (2, None),
+        (0, "no IPv6 socket"),
+    ]
+    assert again.error == "no IPv6 socket"
+    assert opened == [4, 6]  # not re-tried per target nor per round within a minute
+
+
+async def test_exhausted_sequence_space_loses_the_probe_instead_of_failing_the_round() -> None:
+    net = FakeNet()
+    prober = IcmpProber(privileged=True, socket_factory=net.factory)
+    prober.open()
+    try:
+        busy: Any = object()
+        prober._inflight = dict.fromkeys(range(65536), (busy, 0))
+        outcome = await prober.probe("127.0.0.1", 1, 0.0, 0.05)
+        prober._inflight.clear()
+        after = await prober.probe("127.0.0.1", 1, 0.0, 0.05)
+    finally:
+        prober.close()
+    assert (outcome.received, outcome.error) == (0, "65536 probes in flight")
+    assert not net.requests[:-1]  # nothing was sent while no sequence was free
+    assert after.received == 1
