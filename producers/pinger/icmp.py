@@ -294,8 +294,12 @@ class IcmpProber:
                 loop.remove_reader(family.sock.fileno())
             family.sock.close()
         self._families.clear()
-        for rnd in list(self._rounds):
+        for rnd in list(self._rounds):  # closed mid-round: the unfinished are not reported
             self._abort(rnd)
+            for dev, outcome in enumerate(rnd.outcomes):
+                if outcome is None:
+                    rtts = tuple(rnd.rtts[dev])
+                    rnd.outcomes[dev] = ProbeOutcome(rnd.targets[dev], rnd.count, rtts, "closed")
             if not rnd.future.done():
                 rnd.future.set_result(None)
         self._inflight.clear()

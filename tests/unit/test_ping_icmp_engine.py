@@ -277,3 +277,25 @@ async def test_exhausted_sequence_space_loses_the_probe_instead_of_failing_the_r
     assert (outcome.received, outcome.error) == (0, "65536 probes in flight")
     assert not net.requests[:-1]  # nothing was sent while no sequence was free
     assert after.received == 1
+
+
+async def test_closing_mid_round_ends_it_without_reporting_the_unfinished() -> None:
+    net = FakeNet()
+    net.behaviour["127.0.0.2"] = "silent"
+    prober = IcmpProber(privileged=True, socket_factory=net.factory)
+    prober.open()
+    seen: list[str] = []
+    first = asyncio.Event()
+
+    def report(target: str, _outcome: ProbeOutcome) -> None:
+        seen.append(target)
+        first.set()
+
+    task = asyncio.ensure_future(
+        prober.sweep_round(["127.0.0.1", "127.0.0.2"], 1, 0.0, 30.0, 10, report, str)
+    )
+    await asyncio.wait_for(first.wait(), 10)
+    prober.close()
+    out = await asyncio.wait_for(task, 10)
+    assert [(o.received, o.error) for o in out] == [(1, None), (0, "closed")]
+    assert seen == ["127.0.0.1"]
