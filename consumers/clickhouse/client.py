@@ -124,8 +124,12 @@ class ClickHouse:
             rows, types = self._client.execute(sql, dict(params or {}), with_column_types=True)
         return [name for name, _type in types], [tuple(r) for r in rows]
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert row tuples; returns the row count ClickHouse acknowledged."""
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """Insert row tuples (or lists); returns the row count ClickHouse acknowledged.
+
+        Row mode, not ``columnar=True``: transposing here (``zip``) cost the same as the driver's
+        own per-column gather, about 1 us a row either way (decision 0056).
+        """
         names = ", ".join(quote(c) for c in columns)
         with self._translated(f"INSERT INTO {table}"):
             written = self._client.execute(

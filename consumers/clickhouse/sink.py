@@ -18,11 +18,11 @@ while still polling so it stays in the group, and resumes when the INSERT succee
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumers.clickhouse.client import quote
 from consumers.clickhouse.errors import ClickHouseError, RowConversionError
+from consumers.clickhouse.row_decoder import RowDecoder
 from consumers.clickhouse.tables import Table
 from filas.catalog import TopicSpec
 from filas.errors import DecodeError, DeliveryError, FilasError, ValidationError
@@ -67,7 +68,9 @@ class DeadLetterSink(Protocol):
 
 
 class Inserter(Protocol):
-    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int: ...
+    def insert(
+        self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> int: ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
@@ -117,8 +120,33 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Batch:
+    """Rows per table and the next offset per partition: what one INSERT round lands."""
+
+    rows: dict[str, list[Sequence[Any]]] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    pending: int = 0  # rows not yet acknowledged by ClickHouse
+    started: float | None = None  # time.monotonic() of its first record
+
+    def drop(self, revoked: set[tuple[str, int]]) -> None:
+        """Forget the rows and offsets of revoked partitions (their next owner reads them)."""
+        for name, rows in self.rows.items():
+            kept = [r for r in rows if (name, r[-3]) not in revoked]
+            self.pending -= len(rows) - len(kept)
+            self.rows[name] = kept
+        for key in revoked:
+            self.offsets.pop(key, None)
+
+
 class ClickHouseSink:
-    """Lands the given tables' topics; ``run`` until ``stop`` is set (or ``idle_exit_s``)."""
+    """Lands the given tables' topics; ``run`` until ``stop`` is set (or ``idle_exit_s``).
+
+    Pipelined (docs/decisions/0056): one writer thread INSERTs batch N while this thread
+    consumes and decodes batch N+1. At most one batch is in flight, and batch N+1 is handed over
+    only after batch N was acknowledged and committed, so per partition ClickHouse always holds
+    a prefix of the log and ``max(_offset) + 1`` stays a safe place to resume.
+    """
 
     def __init__(
         self,
@@ -133,6 +161,8 @@ class ClickHouseSink:
     ) -> None:
         self._consumer = consumer
         self._clickhouse = clickhouse
+        # The writer thread inserts while this thread may read held offsets (rebalance).
+        self._clickhouse_lock = threading.Lock()
         self._tables = dict(tables)
         self._serdes = {name: serdes(t.topic) for name, t in self._tables.items()}
         self._redact = {name: t.has_secrets for name, t in self._tables.items()}
@@ -140,23 +170,27 @@ class ClickHouseSink:
         self._events_in = {name: EVENTS_IN.labels(PROCESSOR, name) for name in self._tables}
         # Topics whose records in the reader's own schema decode straight to rows: the 5-byte
         # Confluent header that selects the compiled decoder (consumers/clickhouse/row_decoder.py).
-        self._fast: dict[str, bytes] = {}
+        self._fast: dict[str, tuple[bytes, RowDecoder]] = {}
         for name, table in self._tables.items():
             schema_id = getattr(self._serdes[name], "schema_id", None)
             if table.decode_row is not None and isinstance(schema_id, int):
-                self._fast[name] = header(schema_id)
+                self._fast[name] = (header(schema_id), table.decode_row)
         self._dead_letters = dead_letters
         self.config = config or SinkConfig()
         self._sleep = sleep
         self.stats = SinkStats()
-        # Pending work: rows per table, next offset to commit per (topic, partition).
-        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in self._tables}
-        self._pending = 0
-        self._offsets: dict[tuple[str, int], int] = {}
-        self._batch_started: float | None = None
+        # The batch being read, and the one handed to the writer and not yet committed.
+        self._batch = self._new_batch()
+        self._unacked: _Batch | None = None
+        # The writer's attempt at _unacked; None once its outcome was taken (or never sent).
+        self._future: Future[None] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._paused = False
         self._flushing = False
         self._stop = threading.Event()
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(rows={name: [] for name in self._tables})
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -170,18 +204,19 @@ class ClickHouseSink:
         last_record = time.monotonic()
         try:
             while not stop.is_set():
-                timeout = self._poll_timeout()
-                messages = self._consumer.consume(self.config.fetch_max, timeout)
-                with timed(PROCESSING_SECONDS, component=PROCESSOR, stage="decode"):
-                    for msg in messages:
-                        if msg.error():
-                            self._on_error(msg.error())
-                            continue
-                        self._add(msg)
+                messages = self._consumer.consume(self.config.fetch_max, self._poll_timeout())
                 if messages:
+                    with timed(PROCESSING_SECONDS, component=PROCESSOR, stage="decode"):
+                        self._add_all(messages)
                     last_record = time.monotonic()
+                if self._unacked is not None and (self._future is None or self._future.done()):
+                    # Commit what the writer landed (or retry what it could not) now, not when
+                    # the next batch is due.
+                    self._settle()
+                    last_record = time.monotonic()  # time spent retrying is not idleness
                 if self._due():
-                    self.flush()
+                    self._hand_off()
+                    last_record = time.monotonic()
                 if not self._consumer.assignment():
                     last_record = time.monotonic()  # joining the group is not idleness
                 elif idle_exit_s is not None and time.monotonic() - last_record > idle_exit_s:
@@ -191,22 +226,26 @@ class ClickHouseSink:
             # Whatever was not written is not committed: it is read again by the next owner.
             # Dropping it first keeps close()'s revoke callback from writing after an error.
             self._abandon()
+            self._writer.shutdown(wait=True)
             self._consumer.close()
             self._clickhouse.close()
         return self.stats
 
     def _poll_timeout(self) -> float:
-        if self._batch_started is None:
+        if self._batch.started is None:
             return min(self.config.linger_s, 0.5)
-        left = self.config.linger_s - (time.monotonic() - self._batch_started)
-        return max(0.0, min(left, 0.5))
+        left = self.config.linger_s - (time.monotonic() - self._batch.started)
+        # While the writer works, come back soon to commit its batch when it is done.
+        cap = 0.05 if self._future is not None else 0.5
+        return max(0.0, min(left, cap))
 
     def _due(self) -> bool:
-        if self._batch_started is None:
+        started = self._batch.started
+        if started is None:
             return False
         return (
-            self._pending >= self.config.batch_rows
-            or time.monotonic() - self._batch_started >= self.config.linger_s
+            self._batch.pending >= self.config.batch_rows
+            or time.monotonic() - started >= self.config.linger_s
         )
 
     def _on_error(self, error: KafkaError) -> None:
@@ -217,36 +256,62 @@ class ClickHouseSink:
             raise KafkaException(error)
         log.warning("sink: consumer error: %s", error.str())
 
-    # -- one record --------------------------------------------------------------------------
+    # -- records -----------------------------------------------------------------------------
+
+    def _add_all(self, messages: Sequence[Any]) -> None:
+        """Decode a fetch into the current batch (the hot loop: names bound once per fetch)."""
+        batch = self._batch
+        if batch.started is None:
+            batch.started = time.monotonic()
+            if self.stats.first_record_at is None:
+                self.stats.first_record_at = batch.started
+        offsets, rows, fast = batch.offsets, batch.rows, self._fast
+        seen: dict[str, int] = {}
+        added = 0
+        for msg in messages:
+            if msg.error():
+                self._on_error(msg.error())
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            offsets[(topic, partition)] = offset + 1
+            seen[topic] = seen.get(topic, 0) + 1
+            value = msg.value()
+            if value is None:  # a tombstone on a compacted state topic: nothing to land
+                continue
+            compiled = fast.get(topic)
+            if compiled is not None and value[:5] == compiled[0]:
+                # A bad body raises here; the general path below then names the error (and
+                # would land the record, were the compiled decoder ever wrong about a valid one).
+                try:
+                    row = compiled[1](value, 5)
+                except Exception:  # noqa: S110 - the general path below names the error
+                    pass
+                else:
+                    row += (topic, partition, offset, msg.timestamp()[1])
+                    rows[topic].append(row)
+                    added += 1
+                    continue
+            if self._add_decoded(msg, topic, partition, offset, value):
+                added += 1
+        batch.pending += added
+        for topic, n in seen.items():
+            self._events_in[topic].inc(n)
+
+    def _add_decoded(self, msg: Any, topic: str, partition: int, offset: int, value: bytes) -> bool:
+        """The general path (registry deserializer, any writer version); False: dead letter."""
+        table = self._tables[topic]
+        try:
+            record = self._serdes[topic].deserialize(value)
+            row = table.row(record, topic, partition, offset, msg.timestamp()[1])
+        except (DecodeError, ValidationError, RowConversionError) as exc:
+            self._bury(table, msg, exc)
+            return False
+        self._batch.rows[topic].append(row)
+        return True
 
     def _add(self, msg: Any) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if self._batch_started is None:
-            self._batch_started = time.monotonic()
-            if self.stats.first_record_at is None:
-                self.stats.first_record_at = self._batch_started
-        self._offsets[(topic, partition)] = offset + 1
-        self._events_in[topic].inc()
-        value = msg.value()
-        if value is None:  # a tombstone on a compacted state topic: nothing to land
-            return
-        table = self._tables[topic]
-        row = None
-        fast = self._fast.get(topic)
-        if fast is not None and value[:5] == fast:
-            # A bad body raises here; the general path below then names the error (and would
-            # land the record, were the compiled decoder ever wrong about a valid one).
-            with contextlib.suppress(Exception):
-                row = table.fast_row(value, 5, topic, partition, offset, msg.timestamp()[1])
-        if row is None:
-            try:
-                record = self._serdes[topic].deserialize(value)
-                row = table.row(record, topic, partition, offset, msg.timestamp()[1])
-            except (DecodeError, ValidationError, RowConversionError) as exc:
-                self._bury(table, msg, exc)
-                return
-        self._rows[topic].append(row)
-        self._pending += 1
+        """One record (fetched while backing off), into the current batch."""
+        self._add_all([msg])
 
     def _bury(self, table: Table, msg: Any, error: FilasError) -> None:
         stamp = msg.timestamp()[1]
@@ -278,24 +343,52 @@ class ClickHouseSink:
             error,
         )
 
-    # -- flush -------------------------------------------------------------------------------
+    # -- writing -----------------------------------------------------------------------------
+
+    def _hand_off(self) -> None:
+        """Settle the batch in flight, then give the current one to the writer thread."""
+        self._settle()
+        batch = self._batch
+        if batch.started is None:
+            return
+        self._batch = self._new_batch()
+        BATCH_SIZE.labels(PROCESSOR).observe(batch.pending)
+        self._unacked = batch
+        self._future = self._writer.submit(self._write, batch)
 
     def flush(self, *, retry: bool = True) -> None:
-        """Insert every pending row, wait for dead letters, then commit; retry while retriable.
+        """Land everything read so far: insert, wait for dead letters, commit; retry while
+        retriable. On return nothing is in flight.
 
         ``retry=False`` (inside a rebalance callback, where polling is not allowed) raises the
         first error instead.
         """
-        if self._batch_started is None:
+        self._settle(retry=retry)
+        if self._batch.started is None:
             return
+        self._hand_off()
+        self._settle(retry=retry)
+
+    def _settle(self, *, retry: bool = True) -> None:
+        """Wait for the writer's attempt at the unacknowledged batch; write it here (with
+        backoff, partitions paused) if that failed; then commit its offsets."""
+        batch = self._unacked
+        if batch is None:
+            return
+        future, self._future = self._future, None
         self._flushing = True
         delay = self.config.backoff_initial_s
-        BATCH_SIZE.labels(PROCESSOR).observe(self._pending)
         started = time.perf_counter()
         try:
             while True:
                 try:
-                    self._write()
+                    if future is not None:
+                        attempt, future = future, None
+                        attempt.result()
+                    else:
+                        self._write(batch)
+                    with timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="kafka"):
+                        self._dead_letters.flush()
                     break
                 except (ClickHouseError, DeliveryError) as exc:
                     ERRORS.labels(PROCESSOR, exc.code).inc()
@@ -305,7 +398,7 @@ class ClickHouseSink:
                         # Shutting down with the batch unwritten: nothing is committed, so the
                         # next start reads those records again.
                         log.warning(
-                            "sink: stopping with %d rows unwritten (%s)", self._pending, exc
+                            "sink: stopping with %d rows unwritten (%s)", batch.pending, exc
                         )
                         self._abandon()
                         return
@@ -316,43 +409,49 @@ class ClickHouseSink:
                     delay = min(delay * 2, self.config.backoff_max_s)
         finally:
             self._flushing = False
-        self._commit()
+        self._commit(batch.offsets)
+        self._unacked = None
         PROCESSING_SECONDS.labels(PROCESSOR, "flush").observe(time.perf_counter() - started)
         self._resume()
-        self._batch_started = None
         self.stats.batches += 1
 
     def _abandon(self) -> None:
-        self._rows = {name: [] for name in self._tables}
-        self._pending = 0
-        self._offsets.clear()
-        self._batch_started = None
+        if self._future is not None:
+            # An INSERT cannot be called back: let it end (its rows, if acknowledged, are found
+            # by the next owner through their lineage) before anything else uses the client.
+            wait([self._future])
+            self._future = None
+        self._batch = self._new_batch()
+        self._unacked = None
 
-    def _write(self) -> None:
-        for name, rows in self._rows.items():
+    def _write(self, batch: _Batch) -> None:
+        """INSERT each table's rows (writer thread, or this one when retrying); a table whose
+        rows were acknowledged is not sent again by a retry."""
+        for name, rows in batch.rows.items():
             if not rows:
                 continue
             table = self._tables[name]
-            with timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="clickhouse"):
+            with (
+                self._clickhouse_lock,
+                timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="clickhouse"),
+            ):
                 self._clickhouse.insert(table.name, table.insert_columns, rows)
             EVENTS_OUT.labels(PROCESSOR, name).inc(len(rows))
             self.stats.rows[name] = self.stats.rows.get(name, 0) + len(rows)
-            self._pending -= len(rows)
-            self._rows[name] = []
+            batch.pending -= len(rows)
+            batch.rows[name] = []
             self.stats.last_insert_at = time.monotonic()
-        with timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="kafka"):
-            self._dead_letters.flush()
 
-    def _commit(self) -> None:
-        if not self._offsets:
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        if not offsets:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
             # The rows are in ClickHouse; the next owner resumes from max(_offset) + 1.
             log.warning("sink: commit failed (%s); ClickHouse lineage covers it", exc)
-        self._offsets.clear()
+        offsets.clear()
 
     def _wait(self, seconds: float) -> None:
         """Back off while serving the group (heartbeats, rebalances); paused: no new records."""
@@ -387,12 +486,9 @@ class ClickHouseSink:
                 log.warning("sink: flush on revoke failed (%s); the next owner replays", exc)
         # Not written: forget those partitions' rows; their next owner reads them again.
         revoked = {(p.topic, p.partition) for p in partitions}
-        for name, rows in self._rows.items():
-            kept = [r for r in rows if (name, r[-3]) not in revoked]
-            self._pending -= len(rows) - len(kept)
-            self._rows[name] = kept
-        for key in revoked:
-            self._offsets.pop(key, None)
+        self._batch.drop(revoked)
+        if self._unacked is not None:
+            self._unacked.drop(revoked)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         positions = self.start_positions(consumer, partitions)
@@ -430,11 +526,12 @@ class ClickHouseSink:
                 for topic in topics:
                     # Identifiers cannot be parameters; the name is backquoted by quote().
                     table = quote(self._tables[topic].name)
-                    rows = self._clickhouse.query(
-                        f"SELECT _partition, max(_offset) FROM {table} "  # noqa: S608
-                        "WHERE _topic = %(topic)s GROUP BY _partition",
-                        {"topic": topic},
-                    )
+                    with self._clickhouse_lock:
+                        rows = self._clickhouse.query(
+                            f"SELECT _partition, max(_offset) FROM {table} "  # noqa: S608
+                            "WHERE _topic = %(topic)s GROUP BY _partition",
+                            {"topic": topic},
+                        )
                     for partition, top in rows:
                         held[(topic, int(partition))] = int(top)
                 return held

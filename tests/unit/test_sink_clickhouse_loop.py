@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,13 +107,13 @@ class FakeConsumer:
 
 class FakeClickHouse:
     def __init__(self, held: Mapping[int, int] | None = None, failures: int = 0) -> None:
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[Sequence[Any]] = []
         self.held = dict(held or {})
         self.failures = failures
         self.inserts = 0
         self.closed = False
 
-    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> int:
         if self.failures:
             self.failures -= 1
             raise ClickHouseError("connection refused", retriable=True)
@@ -137,7 +137,7 @@ class FakeSerde:
         now = datetime(2026, 1, 1, tzinfo=UTC)
         return {
             "envelope": {"event_id": "e", "occurred_at": now, "source_system": "t"},
-            "login": (data or b"").decode(),
+            "login": bytes(data or b"").decode(),
             "status_type": "start",
             "session_id": "s",
             "nas_ip_address": "10.0.0.1",
@@ -251,3 +251,117 @@ def test_start_resumes_after_what_clickhouse_holds_when_ahead_of_the_commit() ->
     assert min(o for p, o in landed if p == 1) == 40
     assert stats.total_rows == 40 + 60
     assert stats.resumed_from_clickhouse == {f"{TOPIC}[0]": 60}
+
+
+class OrderedClickHouse(FakeClickHouse):
+    """Checks, at every INSERT, what the pipelined sink promises (docs/decisions/0056): one
+    INSERT at a time, and per partition ClickHouse holds a gap-free prefix of the log."""
+
+    def __init__(self, consumer: CountingConsumer) -> None:
+        super().__init__()
+        self.consumer = consumer
+        self.active = 0
+        self.overlapped = False
+        self.attempts = 0
+        self.violations: list[str] = []
+        self._lock = threading.Lock()
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> int:
+        with self._lock:
+            self.active += 1
+            if self.active > 1:
+                self.violations.append("two INSERTs in flight")
+        try:
+            self.attempts += 1
+            if self.attempts == 1:
+                # The first batch waits (generously) for the sink to read on meanwhile: the
+                # next batch is consumed and decoded while this INSERT is in flight.
+                fetches = self.consumer.fetches
+                deadline = threading.Event()
+                for _ in range(400):
+                    if self.consumer.fetches > fetches:
+                        self.overlapped = True
+                        break
+                    deadline.wait(0.025)
+            written = super().insert(table, columns, rows)
+            held: dict[int, set[int]] = {}
+            for row in self.rows:
+                held.setdefault(row[-3], set()).add(row[-2])
+            for partition, offsets in held.items():
+                if offsets != set(range(len(offsets))):
+                    self.violations.append(f"partition {partition} has a gap")
+            return written
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+class CountingConsumer(FakeConsumer):
+    """Counts fetches; at each commit, checks that ClickHouse holds every committed record."""
+
+    def __init__(self, messages: list[FakeMessage]) -> None:
+        super().__init__(messages)
+        self.fetches = 0
+        self.clickhouse: FakeClickHouse | None = None
+        self.early_commits: list[dict[int, int]] = []
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        taken = self._take(n)
+        if taken:
+            self.fetches += 1
+        return taken
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert self.clickhouse is not None
+        held = {(r[-3], r[-2]) for r in self.clickhouse.rows}
+        for tp in offsets:
+            if not all((tp.partition, o) in held for o in range(tp.offset)):
+                self.early_commits.append({tp.partition: tp.offset})
+        super().commit(offsets, asynchronous)
+
+
+def test_the_next_batch_is_read_while_the_previous_one_is_inserted() -> None:
+    consumer = CountingConsumer(messages(400))
+    clickhouse = OrderedClickHouse(consumer)
+    consumer.clickhouse = clickhouse
+    the_sink = ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: FakeSerde(),
+        dead_letters=FakeDeadLetters(),
+        # Fetches of 50 rows, batches of 100: several fetches per batch.
+        config=SinkConfig(batch_rows=100, linger_s=5.0, fetch_max=50),
+        sleep=lambda s: None,
+    )
+    stats = the_sink.run(idle_exit_s=0.3)
+    assert stats.total_rows == 800
+    assert clickhouse.overlapped, "the sink waited for the INSERT before reading on"
+    assert clickhouse.violations == []
+    assert consumer.early_commits == [], "an offset was committed before ClickHouse held it"
+    assert consumer.committed_offsets == {0: 400, 1: 400}
+    assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows) == 800
+
+
+def test_an_insert_failing_in_flight_is_retried_before_anything_later_is_written() -> None:
+    consumer = CountingConsumer(messages(300))
+    clickhouse = OrderedClickHouse(consumer)
+    clickhouse.failures = 3  # the writer's attempt and two retries fail
+    consumer.clickhouse = clickhouse
+    the_sink = ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: FakeSerde(),
+        dead_letters=FakeDeadLetters(),
+        config=SinkConfig(batch_rows=100, linger_s=5.0, fetch_max=50, backoff_initial_s=0.01),
+        sleep=lambda s: None,
+    )
+    stats = the_sink.run(idle_exit_s=0.3)
+    assert stats.retries == 3
+    assert consumer.pause_calls >= 1
+    assert not consumer.paused
+    assert clickhouse.violations == []
+    assert consumer.early_commits == []
+    assert consumer.committed_offsets == {0: 300, 1: 300}
+    assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows) == 600
