@@ -68,7 +68,7 @@ bench-list: ## List the benchmarks (make bench-NAME runs one)
 bench-%: install ## One benchmark: bench/<name>.py (e.g. make bench-producer, bench-sink-throughput)
 	$(BIN)/python -m bench.$(subst -,_,$*)
 
-k8s-topics: install ## Regenerate deploy/base's KafkaTopics and KEDA ScaledObjects from the catalog
+k8s-topics: install ## Regenerate deploy/base's KafkaTopics, KafkaUsers (ACLs) and workloads from the catalog
 	$(BIN)/filas topics render --k8s --write deploy/base
 
 docs: install k8s-topics ## Regenerate everything generated from the code: README tables, deploy/base

@@ -8,6 +8,11 @@
   ``WORKLOADS``, scaled one of three ways (docs/decisions/0095): a KEDA ``ScaledObject`` on
   consumer lag capped at the partition count of the topics its groups read (0091), a CPU HPA
   (the RADIUS gateway behind its UDP LoadBalancer, 0092), or exactly one replica.
+* ``kafka/users.yaml``: one Strimzi ``KafkaUser`` (SCRAM-SHA-512, simple authorization) per
+  workload, with ACLs from its ``KafkaAccess``: the topics it reads and writes, the dead-letter
+  topics it writes, its consumer groups (the lag sources', the extra ones, the prefixes of its
+  throwaway readers) and ``filas.logs``; plus KEDA's (describe only) and the operators' user
+  (docs/decisions/0112).
 
 Everything here is pure (no cluster, no network): unit tests compare the committed files with
 the render and validate every manifest.
@@ -25,13 +30,16 @@ from typing import Any, Literal
 import yaml
 
 from consumers.clickhouse.sink import DEFAULT_GROUP as SINK_GROUP
-from filas.catalog import Catalog, TopicSpec
+from filas.catalog import Catalog, TopicSpec, campaigns, ixc_state, monitoring, network, radius
 from filas.catalog.campaigns import MESSAGE_LANES
 from filas.catalog.ixc_state import CONTRACT_STATUS, DEVICES
+from filas.catalog.logs import LOGS
 from filas.catalog.network import PING_RESULTS
 from filas.catalog.requests import LANES as REQUEST_LANES
+from filas.catalog.requests import REQUEST_STATUS
 from filas.lanes.consumer import lane_group_id
 from filas.settings import (
+    CampaignsSettings,
     DeliverySettings,
     IngressSettings,
     PingSettings,
@@ -46,6 +54,7 @@ KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9092"
 IMAGE = "filas"
 METRICS_PORT = 9400
 TOPICS_FILE = "kafka/topics.yaml"
+USERS_FILE = "kafka/users.yaml"
 WORKLOADS_FILE = "processors/workloads.yaml"
 PART_OF = {"app.kubernetes.io/part-of": "filas"}
 HEADER = (
@@ -78,6 +87,25 @@ class SecretEnv:
     env: str
     secret: str
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaAccess:
+    """What one process does in Kafka, as its code does it: the source of its KafkaUser's ACLs
+    (tests/unit/test_k8s_acls.py holds this table to the modules that run the process)."""
+
+    reads: tuple[TopicSpec, ...] = ()  # consumed, in a group or assigned
+    writes: tuple[TopicSpec, ...] = ()  # produced
+    dead_letters: tuple[TopicSpec, ...] = ()  # writes these topics' ``.dlq``
+    # The ClickHouse sink: reads every catalog topic and writes every dead-letter topic.
+    every_topic: bool = False
+    # Consumer groups besides the lag sources' (a fixed name, without the topic prefix).
+    groups: tuple[str, ...] = ()
+    # Prefixes of the throwaway group ids of assign-only readers (``streams.topic_state``:
+    # ``filas-<label>-<random>``); they never commit, but the id must be allowed.
+    group_prefixes: tuple[str, ...] = ()
+    # Describe every topic and group and the cluster (the lag collector, KEDA).
+    describe_all: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +147,8 @@ class Workload:
     sysctls: tuple[tuple[str, str], ...] = ()
     # Why this scaling (shown in the manifests for SINGLE and CPU workloads).
     scaling_reason: str = ""
+    # Its Kafka ACLs (a KafkaUser of its own, docs/decisions/0112).
+    kafka: KafkaAccess = field(default_factory=KafkaAccess)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -142,6 +172,16 @@ _RADIUS = RadiusSettings()
 _PING = PingSettings()
 _DELIVERY = DeliverySettings()
 _INGRESS = IngressSettings()
+_CAMPAIGNS = CampaignsSettings()
+
+
+def _readers(*labels: str) -> tuple[str, ...]:
+    """Group id prefixes of ``streams.topic_state`` readers (``filas-<label>-...``)."""
+    return tuple(f"filas-{label.replace(' ', '-')}-" for label in labels)
+
+
+# The RADIUS replica (streams/radius/replica.py): the gateway and the CoA worker both hold one.
+RADIUS_REPLICA = (ixc_state.SUBSCRIBERS, ixc_state.NAS, ixc_state.CONTRACTS, radius.ACCOUNTING)
 
 
 def _lane_sources(group: str, lanes: Iterable[TopicSpec]) -> tuple[LagSource, ...]:
@@ -153,6 +193,12 @@ def _delivery(channel: str, secrets: tuple[SecretEnv, ...]) -> Workload:
     return Workload(
         name=f"delivery-{channel}",
         command=("delivery", "serve", "--channel", channel),
+        kafka=KafkaAccess(
+            reads=(campaigns.OPT_OUTS, campaigns.CAMPAIGNS, campaigns.DELIVERY_LEDGER),
+            writes=(campaigns.DELIVERY_RESULTS, campaigns.DELIVERY_LEDGER),
+            dead_letters=MESSAGE_LANES,
+            group_prefixes=(*_readers("delivery guard"), "filas-delivery-ledger-"),
+        ),
         description=f"Delivers campaign messages by {channel}, transactional lane first.",
         scaling=Scaling.LAG,
         lag=_lane_sources(f"{_DELIVERY.group_id}-{channel}", MESSAGE_LANES),
@@ -168,6 +214,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="clickhouse-sink",
         command=("sink", "run"),
+        kafka=KafkaAccess(every_topic=True),
         description="Lands every catalog topic in its ClickHouse table (insert, then commit).",
         scaling=Scaling.LAG,
         lag=(LagSource(SINK_GROUP),),  # every topic of the catalog
@@ -179,6 +226,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="radius-gateway",
         command=("radius", "serve"),
+        kafka=KafkaAccess(
+            reads=RADIUS_REPLICA,
+            writes=(radius.AUTH_REQUESTS, radius.AUTH_DECISIONS, radius.ACCOUNTING),
+            group_prefixes=_readers("radius replica"),
+        ),
         description="RADIUS auth/accounting for the NAS, answered from an in-memory replica.",
         scaling=Scaling.CPU,
         scaling_reason=(
@@ -195,6 +247,15 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="radius-coa",
         command=("radius", "coa"),
+        kafka=KafkaAccess(
+            reads=(*RADIUS_REPLICA, radius.COA_RESULTS),
+            writes=(radius.COA_RESULTS,),
+            group_prefixes=(
+                *_readers("radius replica", "coa ledger reader"),
+                "filas-radius-coa-ledger-",
+                "filas-radius-coa-ledger-probe-",
+            ),
+        ),
         description="CoA/Disconnect-Requests to the NAS for contract status changes.",
         scaling=Scaling.LAG,
         # A new group starts at the end (old blocks are never replayed): so does its lag.
@@ -207,6 +268,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="ixc-poller",
         command=("ixc", "poll"),
+        kafka=KafkaAccess(writes=ixc_state.TOPICS, dead_letters=ixc_state.TOPICS),
         description="Polls IXC Provedor's webservice into the ixc.* topics (keyset watermarks).",
         scaling=Scaling.SINGLE,
         scaling_reason=(
@@ -220,6 +282,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="pinger",
         command=("ping", "serve"),
+        kafka=KafkaAccess(
+            reads=(DEVICES,),
+            writes=(PING_RESULTS,),
+            dead_letters=(DEVICES,),
+            groups=(_PING.pinger_group_id,),
+        ),
         description="Pings the devices of its ixc.devices partitions; one result per round.",
         scaling=Scaling.CPU,
         scaling_reason=(
@@ -237,6 +305,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="alerts",
         command=("alerts", "serve"),
+        kafka=KafkaAccess(
+            reads=(DEVICES, network.ALERTS),
+            writes=(network.ALERTS, network.RESPONSES),
+            dead_letters=(PING_RESULTS,),
+            group_prefixes=(*_readers("alerting recovery reader"), "filas-alerting-topology-"),
+        ),
         description="Ping results to alerts with topology-aware suppression and responses.",
         scaling=Scaling.SINGLE,
         scaling_reason=(
@@ -251,6 +325,21 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="campaign-fanout",
         command=("campaigns", "fanout"),
+        kafka=KafkaAccess(
+            reads=(
+                campaigns.CAMPAIGNS,
+                campaigns.PROGRESS,
+                network.RESPONSES,
+                ixc_state.CUSTOMERS,
+                ixc_state.CONTRACTS,
+                ixc_state.SUBSCRIBERS,
+                campaigns.OPT_OUTS,
+            ),
+            writes=(*MESSAGE_LANES, campaigns.PROGRESS),
+            dead_letters=(campaigns.CAMPAIGNS,),
+            groups=(_CAMPAIGNS.group_id, f"{_CAMPAIGNS.group_id}-outage-notices"),
+            group_prefixes=_readers("campaign state", "campaigns reader"),
+        ),
         description="Expands campaigns into one message per recipient and channel.",
         scaling=Scaling.SINGLE,
         scaling_reason=(
@@ -265,6 +354,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="ingress",
         command=("ingress", "serve"),
+        kafka=KafkaAccess(
+            reads=(REQUEST_STATUS,),
+            writes=(*REQUEST_LANES, REQUEST_STATUS),
+            group_prefixes=("filas-requests-view-",),
+        ),
         description="HTTP API: service requests and signed payment webhooks into the queue.",
         scaling=Scaling.CPU,
         scaling_reason="an HTTP front door: requests/s shows as CPU; no group to measure.",
@@ -280,6 +374,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="ixc-requests",
         command=("requests", "work"),
+        kafka=KafkaAccess(
+            reads=(REQUEST_STATUS, ixc_state.CUSTOMERS, ixc_state.CONTRACTS),
+            writes=(REQUEST_STATUS, campaigns.TRANSACTIONAL_MESSAGES),
+            dead_letters=REQUEST_LANES,
+            group_prefixes=("filas-requests-view-", *_readers("payment notice state")),
+        ),
         description="Carries queued service requests to IXC (high lane first), with a ledger.",
         scaling=Scaling.LAG,
         # Each worker calls IXC at most FILAS_INGRESS__IXC_RATE_PER_S: the partition cap also
@@ -292,6 +392,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="monitor",
         command=("monitor", "serve"),
+        kafka=KafkaAccess(writes=monitoring.TOPICS, describe_all=True),
         description="Lag history, bottleneck findings and the status page.",
         scaling=Scaling.SINGLE,
         scaling_reason="one sampler: two would publish every lag sample twice.",
@@ -384,8 +485,18 @@ def _labels(workload: Workload) -> dict[str, str]:
 
 def _container(workload: Workload) -> dict[str, Any]:
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in workload.env]
+    # Its own KafkaUser (kafka/users.yaml): the name here, the password from Strimzi's Secret.
+    env.append({"name": "FILAS_KAFKA__SASL_USERNAME", "value": kafka_user_name(workload)})
     env += [
-        {"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
+        {
+            "name": s.env,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": kafka_user_name(workload) if s == KAFKA_PASSWORD else s.secret,
+                    "key": s.key,
+                }
+            },
+        }
         for s in workload.secrets
     ]
     probe_get = {"path": "/metrics", "port": "metrics"}
@@ -667,9 +778,141 @@ def render_workloads(catalog: Catalog, workloads: Sequence[Workload] = WORKLOADS
     return _dump(doc for w in workloads for doc in workload_manifests(w, catalog))
 
 
+# --- Kafka users and ACLs (docs/decisions/0112) --------------------------------------------
+
+READ_OPS = ("Read", "Describe")
+WRITE_OPS = ("Write", "Describe")
+KEDA_USER = f"{KAFKA_CLUSTER}-keda"
+# Operators' CLI (filas dlq replay, tail, campaigns create, emit) from a Job or kubectl exec.
+OPERATOR_USER = KAFKA_CLUSTER
+
+
+def kafka_user_name(workload: Workload) -> str:
+    """The workload's KafkaUser; Strimzi writes its password to the Secret of the same name
+    (the ``-kafka`` suffix keeps it apart from the workload's other Secrets, e.g. filas-ingress)."""
+    return f"{KAFKA_CLUSTER}-{workload.name}-kafka"
+
+
+def workload_groups(workload: Workload, catalog: Catalog) -> list[str]:
+    """Every fixed consumer group the workload joins, with the catalog's prefix (as the code
+    builds them: ``settings.topics.prefix + <group id>``)."""
+    names = [*workload.groups, *workload.kafka.groups]
+    return sorted({catalog.prefix + n for n in names})
+
+
+def topic_access(workload: Workload, catalog: Catalog) -> dict[str, set[str]]:
+    """Topic name -> operations, from the workload's KafkaAccess and its lag sources; every
+    process ships its logs to ``filas.logs``."""
+    access = workload.kafka
+    ops: dict[str, set[str]] = {}
+
+    def grant(spec: TopicSpec, operations: tuple[str, ...]) -> None:
+        ops.setdefault(spec.name, set()).update(operations)
+
+    if access.every_topic:
+        for spec in catalog:
+            grant(spec, READ_OPS)
+            if spec.dead_letter and not spec.name.endswith(".dlq"):
+                grant(catalog.dead_letter_for(spec), WRITE_OPS)
+    for spec in (*access.reads, *workload_topics(workload, catalog)):
+        grant(catalog.resolve(spec), READ_OPS)
+    for spec in (*access.writes, LOGS):
+        grant(catalog.resolve(spec), WRITE_OPS)
+    for spec in access.dead_letters:
+        grant(catalog.dead_letter_for(spec), WRITE_OPS)
+    return ops
+
+
+def _acl(resource: dict[str, str], operations: Iterable[str]) -> dict[str, Any]:
+    return {"resource": resource, "operations": sorted(operations), "host": "*"}
+
+
+def _topic(name: str, pattern: str = "literal") -> dict[str, str]:
+    return {"type": "topic", "name": name, "patternType": pattern}
+
+
+def _group(name: str, pattern: str = "literal") -> dict[str, str]:
+    return {"type": "group", "name": name, "patternType": pattern}
+
+
+def _user(
+    name: str, labels: dict[str, str], description: str, acls: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": name,
+            "labels": {"strimzi.io/cluster": KAFKA_CLUSTER, **labels},
+            "annotations": {"filas/description": description},
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls},
+        },
+    }
+
+
+def kafka_user(workload: Workload, catalog: Catalog) -> dict[str, Any]:
+    """The workload's own SCRAM user: read/write exactly its topics, join exactly its groups."""
+    acls = [
+        _acl(_topic(name), ops) for name, ops in sorted(topic_access(workload, catalog).items())
+    ]
+    acls += [_acl(_group(g), ("Read",)) for g in workload_groups(workload, catalog)]
+    acls += [_acl(_group(g, "prefix"), ("Read",)) for g in sorted(workload.kafka.group_prefixes)]
+    if workload.kafka.describe_all:
+        acls += _describe_everything()
+    return _user(
+        kafka_user_name(workload),
+        _labels(workload),
+        f"{workload.name}: {workload.description}",
+        acls,
+    )
+
+
+def _describe_everything() -> list[dict[str, Any]]:
+    return [
+        _acl(_topic("*"), ("Describe",)),
+        _acl(_group("*"), ("Describe",)),
+        _acl({"type": "cluster"}, ("Describe",)),
+    ]
+
+
+def keda_user() -> dict[str, Any]:
+    return _user(
+        KEDA_USER,
+        PART_OF,
+        "KEDA's Kafka scaler: reads consumer-group lag (offsets), never records.",
+        _describe_everything(),
+    )
+
+
+def operator_user() -> dict[str, Any]:
+    return _user(
+        OPERATOR_USER,
+        PART_OF,
+        "Operators' CLI (filas tail, dlq replay, campaigns create, emit) from kubectl exec or "
+        "a Job: every topic and group. No Filas Deployment uses it.",
+        [
+            _acl(_topic("*"), ("Read", "Write", "Describe")),
+            _acl(_group("*"), ("Read", "Describe", "Delete")),
+            _acl({"type": "cluster"}, ("Describe",)),
+        ],
+    )
+
+
+def render_users(catalog: Catalog, workloads: Sequence[Workload] = WORKLOADS) -> str:
+    docs = [kafka_user(w, catalog) for w in workloads]
+    return _dump([*docs, keda_user(), operator_user()])
+
+
 def render_files(catalog: Catalog) -> dict[str, str]:
     """Every generated file under deploy/base, by path relative to it."""
-    return {TOPICS_FILE: render_topics(catalog), WORKLOADS_FILE: render_workloads(catalog)}
+    return {
+        TOPICS_FILE: render_topics(catalog),
+        USERS_FILE: render_users(catalog),
+        WORKLOADS_FILE: render_workloads(catalog),
+    }
 
 
 def write_files(catalog: Catalog, base: Path) -> list[Path]:

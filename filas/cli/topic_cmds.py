@@ -143,7 +143,7 @@ def table(settings: Settings) -> None:
     "write_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write every generated manifest (topics, workloads with KEDA scaling) under this "
+    help="Write every generated manifest (topics, Kafka users with ACLs, workloads) under this "
     "kustomize base (deploy/base) instead of printing the topics.",
 )
 def render(k8s: bool, write_dir: Path | None) -> None:

@@ -27,8 +27,8 @@ KUBERNETES_VERSION = "1.30"
 # Kinds served by Kubernetes itself (validated against its schemas); the rest are CRDs.
 CORE_API_GROUPS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "batch/v1"}
 CLUSTER_SCOPED = {"Namespace"}
-# Secrets production creates out of band (docs/deploy.md#secrets) or operators create.
-OPERATOR_SECRETS = {"filas"}  # Strimzi's KafkaUser 'filas'
+# The keys of the Secret Strimzi's user operator writes for each SCRAM KafkaUser (same name).
+STRIMZI_USER_SECRET_KEYS = {"password", "sasl.jaas.config"}
 
 Manifest = dict[str, Any]
 
@@ -271,10 +271,13 @@ def test_keda_resources(builds: dict[str, list[Manifest]]) -> None:
                 assert trigger["authenticationRef"]["name"] in auths
                 groups.append(meta["consumerGroup"])
         assert len(groups) == len(set(groups)), "one ScaledObject per consumer group"
+        users = _user_secrets(docs)
         for auth in auths.values():
             for ref in auth["spec"]["secretTargetRef"]:
                 assert {"parameter", "name", "key"} <= set(ref)
-                if ref["name"] not in OPERATOR_SECRETS:
+                if ref["name"] in users:
+                    assert ref["key"] in users[ref["name"]]
+                else:
                     assert ref["key"] in secrets[ref["name"]]["stringData"]
 
 
@@ -299,6 +302,11 @@ def test_clickhouse_installation(builds: dict[str, list[Manifest]]) -> None:
 # --- references between manifests ---------------------------------------------------------------
 
 
+def _user_secrets(docs: list[Manifest]) -> dict[str, set[str]]:
+    """The Secrets Strimzi writes: one per KafkaUser, named after it."""
+    return dict.fromkeys(_by_kind(docs, "KafkaUser"), STRIMZI_USER_SECRET_KEYS)
+
+
 def _production_external_secrets() -> dict[str, set[str]]:
     docs = _load_docs(DEPLOY / "overlays/production/secrets.example.yaml")
     return {d["metadata"]["name"]: set(d["stringData"]) for d in docs}
@@ -309,15 +317,24 @@ def test_every_reference_resolves(builds: dict[str, list[Manifest]]) -> None:
     for name, docs in builds.items():
         config_maps = _by_kind(docs, "ConfigMap")
         secrets = {n: set(d.get("stringData", {})) for n, d in _by_kind(docs, "Secret").items()}
+        # Strimzi owns its users' Secrets: no other Secret may have one of their names.
+        assert not set(_user_secrets(docs)) & (set(secrets) | set(external)), name
+        secrets |= _user_secrets(docs)
         if name != "overlays/homologation":
             secrets |= external  # created out of band before `kubectl apply -k`
         for deployment in _by_kind(docs, "Deployment").values():
             for container in _pod_spec(deployment)["containers"]:
                 for source in container.get("envFrom", []):
                     assert source["configMapRef"]["name"] in config_maps
+                values = {e["name"]: e for e in container.get("env", [])}
+                if "FILAS_KAFKA__SASL_PASSWORD" in values:  # its own user, and its password
+                    user = values["FILAS_KAFKA__SASL_USERNAME"]["value"]
+                    password = values["FILAS_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                    assert password == {"name": user, "key": "password"}
+                    assert user in _by_kind(docs, "KafkaUser")
                 for env in container.get("env", []):
                     ref = env.get("valueFrom", {}).get("secretKeyRef")
-                    if ref is None or ref["name"] in OPERATOR_SECRETS:
+                    if ref is None:
                         continue
                     assert ref["key"] in secrets.get(ref["name"], set()), (
                         f"{name}: {deployment['metadata']['name']} needs secret "
@@ -537,6 +554,47 @@ def test_keda_resources_validate_against_the_keda_crds(builds: dict[str, list[Ma
     broken = copy.deepcopy(next(d for d in build(DEPLOY / "base") if d["kind"] == "ScaledObject"))
     broken["spec"]["maxReplicasCount"] = broken["spec"].pop("maxReplicaCount")
     assert list(validators["ScaledObject"].iter_errors(broken)), "a misspelt field must fail"
+
+
+def test_kafka_users_validate_against_the_strimzi_model(builds: dict[str, list[Manifest]]) -> None:
+    validator = _crd_validator("strimzi/kafkauser-v1beta2.json")
+    checked = 0
+    for name, doc in _all(builds):
+        if doc["kind"] != "KafkaUser":
+            continue
+        errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
+        assert not errors, f"{name}: KafkaUser/{doc['metadata']['name']}: {errors}"
+        checked += 1
+    assert checked >= 12
+    user = next(d for d in build(DEPLOY / "base") if d["kind"] == "KafkaUser")
+    for breaking in (
+        lambda u: u["spec"]["authorization"]["acls"][0].update(operations=["Reed"]),
+        lambda u: u["spec"]["authorization"]["acls"][0]["resource"].update(patternType="prefixed"),
+        lambda u: u["spec"].update(acls=[]),
+    ):
+        broken = copy.deepcopy(user)
+        breaking(broken)
+        assert list(validator.iter_errors(broken)), "a misspelt field or value must fail"
+
+
+def test_kafka_authorization_is_on_and_every_process_has_its_own_user(
+    builds: dict[str, list[Manifest]],
+) -> None:
+    for name, docs in builds.items():
+        (kafka,) = _by_kind(docs, "Kafka").values()
+        assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple", name
+        users = _by_kind(docs, "KafkaUser")
+        seen = set()
+        for deployment in _by_kind(docs, "Deployment").values():
+            for container in _pod_spec(deployment)["containers"]:
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                user = env.get("FILAS_KAFKA__SASL_USERNAME")
+                if user is None:
+                    continue
+                assert user in users, f"{name}: {deployment['metadata']['name']}"
+                assert user not in seen, f"{name}: {user} shared"
+                seen.add(user)
+                assert users[user]["spec"]["authorization"]["acls"], user
 
 
 def test_prometheus_rules_validate_against_the_operator_crd() -> None:
