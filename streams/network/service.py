@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -44,9 +44,10 @@ from filas.metrics import (
 from filas.settings import Settings
 from producers.sdk import EventProducer
 from schemas.dead_letter import SourceRecord, dead_letter
-from schemas.wire import unframe
+from schemas.wire import HEADER_SIZE, header, unframe
 from streams.network.engine import AlertEngine, AlertEvent, DeviceInfo, Observation
 from streams.network.responses import ResponsePlanner
+from streams.network.result_reader import LAYOUT, layout, read_observation
 from streams.topic_state import read_topic_once
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,13 @@ COMPONENT = "alerting"
 SOURCE_SYSTEM = "alerting"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def _ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
+    if isinstance(value, datetime):  # exact: timestamp() * 1000 is a float, off by one ms at times
+        return (value - _EPOCH) // _MS
     return int(value)
 
 
@@ -170,6 +175,23 @@ class ResultDecoder:
         return record
 
 
+class ObservationDecoder:
+    """PingResult bytes -> ``Observation``. Records of this process's writer version whose
+    layout is ``result_reader.LAYOUT`` are read by ``read_observation`` (~1.5 µs instead of
+    ~7.5 µs for the record dict and its copy); anything else through ``ResultDecoder``."""
+
+    def __init__(self, serde: Any) -> None:
+        self._slow = ResultDecoder(serde)
+        canonical = _without_logical_types(json.loads(serde.schema.canonical))
+        self.fast = layout(canonical) == LAYOUT
+        self._header = header(serde.schema_id)
+
+    def __call__(self, value: bytes | None) -> Observation:
+        if self.fast and value is not None and value[:HEADER_SIZE] == self._header:
+            return read_observation(value, HEADER_SIZE)
+        return observation(self._slow(value))
+
+
 def read_to_end(
     settings: Settings,
     spec: TopicSpec,
@@ -235,7 +257,7 @@ class AlertService:
         self._alerts = self.catalog.resolve(ALERTS)
         self._responses = self.catalog.resolve(RESPONSES)
         self._dlq = self.catalog.dead_letter_for(PING_RESULTS)
-        self._decode_result = ResultDecoder(self._serdes(self._results))
+        self._decode_result = ObservationDecoder(self._serdes(self._results))
         self._decode_device = self._serdes(self._devices).deserialize
         self._producer = producer or build_producer(
             settings, catalog=self.catalog, serdes=self._serdes
@@ -352,8 +374,7 @@ class AlertService:
                 continue
             consumed += 1
             try:
-                record = decode(msg.value())
-                obs = observation(record)
+                obs = decode(msg.value())
             except (FilasError, KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, FilasError) and exc.retriable:
                     raise
