@@ -103,7 +103,9 @@ def read_observation(buf: bytes, pos: int) -> Observation:
     """The Observation of the PingResult whose Avro body starts at ``buf[pos]``."""
     try:
         pos = _skip_string(buf, pos)  # envelope.event_id
-        _, pos = _long(buf, pos)  # envelope.occurred_at
+        while buf[pos] & 0x80:  # envelope.occurred_at: skipped, not decoded
+            pos += 1
+        pos += 1
         pos = _skip_string(buf, pos)  # envelope.source_system
         branch = buf[pos]  # envelope.correlation_id
         if branch == 2:
