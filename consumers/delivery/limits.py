@@ -10,8 +10,10 @@ clock), so the achieved rate over a campaign equals the configured one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 
@@ -88,12 +90,17 @@ class RateLimiter:
 
 
 class ConcurrencyLimit:
-    """A semaphore whose size can change while tasks hold it."""
+    """A FIFO semaphore whose size can change while tasks hold it.
+
+    A release hands its slot straight to the oldest waiter (one wake-up per slot; an
+    ``asyncio.Condition`` woke every waiter on every release, which profiled as a fifth of the
+    delivery worker's CPU at 64 sends in flight).
+    """
 
     def __init__(self, size: int) -> None:
         self._size = max(0, size)
         self._held = 0
-        self._cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def size(self) -> int:
@@ -104,17 +111,37 @@ class ConcurrencyLimit:
         return self._held
 
     def resize(self, size: int) -> None:
+        """Call on the event loop's thread: a larger size lets waiters in at once."""
         self._size = max(0, size)
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and self._held < self._size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._held += 1
+                waiter.set_result(None)
 
     async def acquire(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self._held < self._size)
+        if self._held < self._size and not self._waiters:
             self._held += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._held -= 1  # granted, then cancelled before it could be used
+                self._grant()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
 
     async def release(self) -> None:
-        async with self._cond:
-            self._held -= 1
-            self._cond.notify_all()
+        self._held -= 1
+        self._grant()
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -124,8 +151,7 @@ class ConcurrencyLimit:
 
     async def wake(self) -> None:
         """Re-check waiters after ``resize``."""
-        async with self._cond:
-            self._cond.notify_all()
+        self._grant()
 
 
 def backoff_delay(
