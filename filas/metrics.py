@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from threading import Thread
+from threading import Event, Thread
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -69,10 +70,50 @@ def timed(histogram: Histogram, **labels: str) -> Iterator[None]:
         histogram.labels(**labels).observe(time.perf_counter() - start)
 
 
+class Readiness:
+    """``/ready`` on the metrics port: 200 unless the process said it is not ready yet
+    (``pending()``) and has not said ``ready()`` since. Kubernetes probes it where a process
+    must not get traffic before it can serve (the RADIUS gateway before its replica is loaded
+    and its UDP ports bound: decision 0113)."""
+
+    def __init__(self) -> None:
+        self._declared = Event()
+        self._ready = Event()
+
+    def pending(self) -> None:
+        self._ready.clear()
+        self._declared.set()
+
+    def ready(self) -> None:
+        self._ready.set()
+
+    def is_ready(self) -> bool:
+        return not self._declared.is_set() or self._ready.is_set()
+
+    def wrap(self, app: Any) -> Any:
+        """The WSGI app with ``/ready`` in front of it."""
+
+        def with_ready(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") != "/ready":
+                return app(environ, start_response)
+            ok = self.is_ready()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ready\n" if ok else b"not ready\n"]
+
+        return with_ready
+
+
+READINESS = Readiness()
+
+
 def serve_metrics(
     settings: MetricsSettings, registry: CollectorRegistry = REGISTRY
 ) -> tuple[WSGIServer, Thread] | None:
-    """Start the ``/metrics`` endpoint in a daemon thread; None when no port is configured."""
+    """Start the ``/metrics`` endpoint (and ``/ready``, see ``Readiness``) in a daemon thread;
+    None when no port is configured."""
     if settings.port is None:
         return None
-    return _start_http_server(settings.port, addr=settings.host, registry=registry)
+    server, thread = _start_http_server(settings.port, addr=settings.host, registry=registry)
+    server.set_app(READINESS.wrap(server.get_app()))
+    return server, thread

@@ -243,6 +243,8 @@ WORKLOADS: tuple[Workload, ...] = (
         secrets=(KAFKA_PASSWORD, RADIUS_SECRETS),
         env=(("FILAS_RADIUS__BIND_HOST", EVERYWHERE),),
         udp_ports=(("radius-auth", _RADIUS.auth_port), ("radius-acct", _RADIUS.acct_port)),
+        # No NAS traffic before the replica is loaded and the UDP ports are bound.
+        readiness=("metrics", "/ready"),
     ),
     Workload(
         name="radius-coa",
@@ -522,8 +524,9 @@ def _container(workload: Workload) -> dict[str, Any]:
                 "memory": workload.resources.memory_limit,
             },
         },
-        # /metrics answers once the process is up (filas.metrics.serve_metrics), for the RADIUS
-        # gateway before its replica is loaded (decision 0092). Startup allows 5 minutes.
+        # /metrics answers once the process is up (filas.metrics.serve_metrics); a workload
+        # with its own readiness (the RADIUS gateway's /ready, 503 until its replica is loaded
+        # and its ports are bound: decision 0113) is probed there. Startup allows 5 minutes.
         "startupProbe": {"httpGet": probe_get, "periodSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {
             "httpGet": (

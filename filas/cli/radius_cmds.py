@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from filas.logs import configure_logging
-from filas.metrics import serve_metrics
+from filas.metrics import READINESS, serve_metrics
 from filas.monitoring.exporters import register_stats, stats_of
 from filas.settings import Settings
 
@@ -47,6 +47,8 @@ def serve(settings: Settings, stats_every: float, workers: int) -> None:
     from producers.radius.service import GatewayService
 
     logs = configure_logging(settings, "radius-gateway")
+    # /ready answers 503 until the replica is loaded and the UDP ports are bound (decision 0113).
+    READINESS.pending()
     serve_metrics(settings.metrics)
 
     async def run() -> None:
@@ -54,6 +56,7 @@ def serve(settings: Settings, stats_every: float, workers: int) -> None:
         register_stats("radius-gateway", lambda: stats_of(service.gateway.stats)())
         register_stats("radius-gateway-events", lambda: stats_of(service.publisher.stats)())
         await service.start()
+        READINESS.ready()
         click.echo(
             f"radius gateway up: auth {service.gateway.auth_port} acct {service.gateway.acct_port}",
             err=True,
