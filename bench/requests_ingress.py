@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import re
 import statistics
 import time
@@ -144,15 +145,25 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-async def measure(base: str, args: argparse.Namespace) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (librdkafka's included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(base: str, args: argparse.Namespace, pid: int) -> None:
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         # Warm-up: schema ids, producer connections, the status view.
         await closed_loop(session, f"{base}/v1/requests", 8, 1.0)
+        cpu = cpu_seconds(pid)
         noop_rps, _ = await closed_loop(session, f"{base}/noop", args.concurrency, args.seconds)
+        noop_cpu, cpu = (cpu_seconds(pid) - cpu) / (noop_rps * args.seconds), cpu_seconds(pid)
         ingress_rps, refused = await closed_loop(
             session, f"{base}/v1/requests", args.concurrency, args.seconds
         )
+        ingress_cpu = (cpu_seconds(pid) - cpu) / (ingress_rps * args.seconds)
         noop_lat = await open_loop(session, f"{base}/noop", args.rate, args.seconds)
         before = await server_histograms(session, base)
         ingress_lat = await open_loop(session, f"{base}/v1/requests", args.rate, args.seconds)
@@ -171,6 +182,12 @@ async def measure(base: str, args: argparse.Namespace) -> None:
         "requests_ingress_accepted_per_s", ingress_rps, "req/s", ingress_rps / noop_rps,
         "aiohttp no-op route, same server",
     )  # fmt: skip
+    # The server's own CPU per request: what the ingress costs, less sensitive than requests/s
+    # to what else runs on the machine (the load generator and the broker share it).
+    report(
+        "requests_ingress_server_cpu_per_request", ingress_cpu * 1000, "ms",
+        ingress_cpu / noop_cpu, "no-op route's server CPU per request",
+    )  # fmt: skip
     report(
         f"requests_ingress_accept_p99_at_{args.rate:.0f}_per_s", p99(ingress_lat), "ms",
         p99(ingress_lat) / 50.0, "issue 8 budget p99 50 ms",
@@ -186,6 +203,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=IngressSettings().producer_linger_ms,
+        help="the ingress producer's linger.ms (FILAS_INGRESS__PRODUCER_LINGER_MS)",
+    )
     args = parser.parse_args()
     with services() as base:
         prefix = f"bench{uuid.uuid4().hex[:8]}-"
@@ -200,6 +223,7 @@ def main() -> None:
                     tokens={"bench": SecretStr(TOKEN)},
                     rate_per_s=1e9,
                     rate_burst=10**9,
+                    producer_linger_ms=args.linger_ms,
                 ),
             }
         )
@@ -210,7 +234,8 @@ def main() -> None:
         child.start()
         try:
             port = ready.get(timeout=120)
-            asyncio.run(measure(f"http://127.0.0.1:{port}", args))
+            assert child.pid is not None
+            asyncio.run(measure(f"http://127.0.0.1:{port}", args, child.pid))
         finally:
             child.terminate()
             child.join(10)

@@ -15,8 +15,10 @@ acknowledged by the broker, then 202 (docs/decisions/0081). A bad request gets a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +44,7 @@ from producers.ingress.guards import (
 from producers.ingress.openapi import build_spec
 from producers.ingress.request_types import (
     BY_SYMBOL,
+    LANE_NAMES,
     InvalidRequest,
     ValidRequest,
     parse_payment_webhook,
@@ -68,10 +71,23 @@ class Publisher(Protocol):
     async def publish_status(self, status: Mapping[str, Any]) -> None: ...
 
 
+def random_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as text from one ``os.urandom`` call: ``uuid.uuid4()``
+    three times per request (request id, two event ids) was a visible share of an accept."""
+    raw = bytearray(os.urandom(16 * n))
+    out = []
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
+        h = raw[i : i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
 def request_id_for(client: str, idempotency_key: str | None) -> str:
     """Deterministic from (client, key) so every ingress instance derives the same id."""
     if idempotency_key is None:
-        return str(uuid.uuid4())
+        return random_ids(1)[0]
     return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{client}\n{idempotency_key}"))
 
 
@@ -157,6 +173,13 @@ class Ingress:
         )
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.ready: Callable[[], bool] = lambda: True
+        # Metric children looked up once, not per request.
+        self._accept_seconds = PROCESSING_SECONDS.labels(component=COMPONENT, stage="accept")
+        self._webhook_seconds = PROCESSING_SECONDS.labels(component=COMPONENT, stage="webhook")
+        self._accepted = {
+            lane: EVENTS_IN.labels(component=COMPONENT, topic=lane) for lane in LANE_NAMES
+        }
+        self._tokens_gauges: dict[str, Any] = {}
         self.spec = build_spec()
 
     def app(self) -> web.Application:
@@ -190,9 +213,7 @@ class Ingress:
         except InvalidRequest as exc:
             return self._invalid(exc)
         response = await self._accept(request, client, valid, key)
-        PROCESSING_SECONDS.labels(component=COMPONENT, stage="accept").observe(
-            time.perf_counter() - started
-        )
+        self._accept_seconds.observe(time.perf_counter() - started)
         return response
 
     async def _payment_webhook(self, request: web.Request) -> web.Response:
@@ -223,9 +244,7 @@ class Ingress:
         except InvalidRequest as exc:
             return self._invalid(exc)
         response = await self._accept(request, client, valid, key)
-        PROCESSING_SECONDS.labels(component=COMPONENT, stage="webhook").observe(
-            time.perf_counter() - started
-        )
+        self._webhook_seconds.observe(time.perf_counter() - started)
         return response
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -257,7 +276,10 @@ class Ingress:
     async def _accept(
         self, request: web.Request, client: str, valid: ValidRequest, key: str | None
     ) -> web.Response:
-        request_id = request_id_for(client, key)
+        if key is None:  # one urandom call for the request id and both event ids
+            request_id, *event_ids = random_ids(3)
+        else:
+            request_id, event_ids = request_id_for(client, key), random_ids(2)
         base = self._base_url(request)
         existing = self._view.get(request_id)
         if existing is not None and existing.get("error_code") != ENQUEUE_FAILED:
@@ -273,7 +295,7 @@ class Ingress:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[request_id] = future
         try:
-            status, record = self._records(request_id, client, valid, key)
+            status, record = self._records(request_id, client, valid, key, event_ids)
             try:
                 await self._publisher.publish(status, record)
             except FilasError as exc:
@@ -285,14 +307,20 @@ class Ingress:
             future.set_result(status)
         finally:
             del self._inflight[request_id]
-        EVENTS_IN.labels(component=COMPONENT, topic=valid.lane).inc()
+        self._accepted[valid.lane].inc()
         body = status_body(status, base)
         return web.json_response(body, status=202, headers={"Location": body["status_url"]})
 
     def _records(
-        self, request_id: str, client: str, valid: ValidRequest, key: str | None
+        self,
+        request_id: str,
+        client: str,
+        valid: ValidRequest,
+        key: str | None,
+        event_ids: list[str],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         now = datetime.fromtimestamp(self._clock(), UTC)
+        status_event, request_event = event_ids
         common = {
             "request_id": request_id,
             "client_id": client,
@@ -303,12 +331,16 @@ class Ingress:
             "submitted_at": now,
         }
         request = {
-            "envelope": envelope(SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now),
+            "envelope": envelope(
+                SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now, event_id=request_event
+            ),
             "params": valid.params,
             **common,
         }
         status = {
-            "envelope": envelope(SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now),
+            "envelope": envelope(
+                SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now, event_id=status_event
+            ),
             "state": QUEUED,
             "attempts": 0,
             "error_code": None,
@@ -353,9 +385,11 @@ class Ingress:
 
     def _rate_limited(self, client: str) -> web.Response | None:
         wait = self._limiter.take(client)
-        RATE_LIMIT_TOKENS.labels(component=COMPONENT, limiter=client).set(
-            self._limiter.tokens(client)
-        )
+        if client not in self._tokens_gauges:
+            # Read when scraped, not set on every request (a locked write per accept).
+            gauge = RATE_LIMIT_TOKENS.labels(component=COMPONENT, limiter=client)
+            gauge.set_function(functools.partial(self._limiter.tokens, client))
+            self._tokens_gauges[client] = gauge
         if wait <= 0:
             return None
         ERRORS.labels(component=COMPONENT, kind="rate_limited").inc()

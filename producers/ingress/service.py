@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,39 +13,122 @@ from aiohttp import web
 
 from consumers.ixc_requests.status_view import StatusTail
 from filas.bootstrap import build_producer, build_serdes
-from filas.catalog import Catalog
+from filas.catalog import Catalog, TopicSpec
 from filas.catalog.requests import LANES, REQUEST_STATUS
-from filas.errors import FilasError
+from filas.errors import DeliveryError, FilasError
 from filas.lanes import LaneRouter
 from filas.metrics import DEPENDENCY_SECONDS, EVENTS_OUT
 from filas.settings import Settings
-from producers.async_sdk import AsyncEventProducer
 from producers.ingress.app import COMPONENT, Ingress
+from producers.sdk import EventProducer
 
 log = logging.getLogger(__name__)
 
 
-class KafkaPublisher:
-    """The QUEUED status and the request on its lane, both awaited until acks=all."""
+class AckWaiter:
+    """Delivery reports -> asyncio futures, served on the event loop itself (decision 0084).
 
-    def __init__(self, producer: AsyncEventProducer, catalog: Catalog) -> None:
+    A request is two records; ``produce`` hands both to librdkafka and awaits ONE future,
+    resolved when both are acknowledged (acks=all) or failed with the first failure. While any
+    request waits, the loop serves librdkafka's reports every ``interval_s`` with a
+    non-blocking ``poll(0)``: the callbacks run on the loop's thread and settle futures
+    directly. No helper thread, so no GIL hand-offs and no ``call_soon_threadsafe`` wake-up
+    per record (what a per-record ``AsyncEventProducer.emit`` cost); idle, it costs nothing."""
+
+    def __init__(self, producer: EventProducer, *, interval_s: float = 0.001) -> None:
         self._producer = producer
+        self._interval_s = interval_s
+        self._waiting = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._waiting:
+            self._producer.poll(0)
+        if self._waiting and self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_later(self._interval_s, self._tick)
+
+    @staticmethod
+    def _count(future: asyncio.Future[None], left: list[int], failure: Exception | None) -> None:
+        if future.done():
+            return
+        if failure is not None:
+            future.set_exception(failure)
+            return
+        left[0] -= 1
+        if not left[0]:
+            future.set_result(None)
+
+    async def produce(self, records: list[tuple[TopicSpec, Mapping[str, Any]]]) -> None:
+        """Produce every record now; returns when all are acknowledged. Raises DeliveryError /
+        ValidationError (nothing produced when encoding fails: every record is encoded first)."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        encoded = [self._producer.encode(spec, record) for spec, record in records]
+        future: asyncio.Future[None] = loop.create_future()
+        left = [len(encoded)]
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            failure = None
+            if err is not None:
+                failure = DeliveryError(f"{msg.topic()}: {err.str()}", retriable=err.retriable())
+            if threading.get_ident() == self._thread:
+                self._count(future, left, failure)
+            else:  # served by flush() at shutdown
+                loop.call_soon_threadsafe(self._count, future, left, failure)
+
+        self._waiting += 1
+        try:
+            for name, key, value in encoded:
+                deadline = loop.time() + self._producer.backpressure_timeout_s
+                # Backpressure without blocking the loop: small sleeps, then give up loudly.
+                while not self._producer.try_produce(name, key, value, on_delivery):
+                    if loop.time() >= deadline:
+                        raise self._producer.backpressure_error()
+                    self._producer.poll(0)
+                    await asyncio.sleep(0.01)
+            if self._timer is None:
+                self._timer = loop.call_later(self._interval_s, self._tick)
+            await future
+        finally:
+            self._waiting -= 1
+
+    async def aclose(self, timeout_s: float = 30.0) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await asyncio.to_thread(self._producer.flush, timeout_s)
+
+
+class KafkaPublisher:
+    """The QUEUED status and the request on its lane, produced together and awaited until both
+    are acknowledged (acks=all): the 202 is a durability promise."""
+
+    def __init__(self, acks: AckWaiter, catalog: Catalog) -> None:
+        self._acks = acks
         self._status = catalog.resolve(REQUEST_STATUS)
         self._lanes = LaneRouter(catalog, LANES)
+        self._timer = DEPENDENCY_SECONDS.labels(component=COMPONENT, dependency="kafka")
+        self._out = {
+            spec.name: EVENTS_OUT.labels(component=COMPONENT, topic=spec.name)
+            for spec in self._lanes.specs
+        }
 
     async def publish(self, status: Mapping[str, Any], request: Mapping[str, Any]) -> None:
         lane = self._lanes.route(request)
-        with_timer = DEPENDENCY_SECONDS.labels(component=COMPONENT, dependency="kafka")
-        with with_timer.time():
-            # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
-            # (docs/decisions/0081: views rank it lowest, workers re-assert over it).
-            await asyncio.gather(
-                self._producer.emit(self._status, status), self._producer.emit(lane, request)
-            )
-        EVENTS_OUT.labels(component=COMPONENT, topic=lane.name).inc()
+        started = time.perf_counter()
+        # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
+        # (docs/decisions/0081: views rank it lowest, workers re-assert over it).
+        try:
+            await self._acks.produce([(self._status, status), (lane, request)])
+        finally:
+            self._timer.observe(time.perf_counter() - started)
+        self._out[lane.name].inc()
 
     async def publish_status(self, status: Mapping[str, Any]) -> None:
-        await self._producer.emit(self._status, status)
+        await self._acks.produce([(self._status, status)])
 
 
 class IngressService:
@@ -58,9 +143,7 @@ class IngressService:
         settings = settings.model_copy(update={"kafka": fast})
         status_spec = self.catalog.resolve(REQUEST_STATUS)
         self.tail = StatusTail(settings.kafka, status_spec, serdes(status_spec).deserialize)
-        self.producer = AsyncEventProducer(
-            build_producer(settings, catalog=self.catalog, serdes=serdes)
-        )
+        self.producer = AckWaiter(build_producer(settings, catalog=self.catalog, serdes=serdes))
         self.ingress = Ingress(
             settings.ingress, KafkaPublisher(self.producer, self.catalog), self.tail.view
         )
