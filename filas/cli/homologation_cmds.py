@@ -40,6 +40,14 @@ def homologation() -> None:
     type=click.IntRange(0),
     help="Contracts blocked then unblocked (0: 1%% of the live sessions, 5..200).",
 )
+@click.option(
+    "--request-payments",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Signed payment webhooks through the ingress (contracts blocked all day; plus 5 trust "
+    "unblocks, 5 tickets and one refused request).",
+)
 @click.option("--no-campaign", is_flag=True, help="Leave the marketing campaign out.")
 @click.option(
     "--exit",
@@ -82,6 +90,7 @@ def run(
     login_rate: float,
     storm_window: float,
     payment_batch: int,
+    request_payments: int,
     no_campaign: bool,
     exit_after: bool,
     use_running_platform: bool,
@@ -105,6 +114,7 @@ def run(
         login_rate=login_rate,
         storm_window_s=storm_window,
         payment_batch=payment_batch,
+        request_payments=request_payments,
         campaign=not no_campaign,
         exit_after=exit_after,
         use_running_platform=use_running_platform,

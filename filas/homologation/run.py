@@ -21,7 +21,9 @@ import shutil
 import signal
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +80,14 @@ def _can_netns() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
-REQUESTS_OFF = "not part of this day's scenario yet (docs/requests.md drives it)"
+# The service requests' clients, from the run's own configuration (FILAS_INGRESS__*).
+REQUEST_CLIENT = "atendimento"  # the ISP's help desk, a bearer-token API client
+PAYMENT_GATEWAY = "pix-gw"  # a payment gateway posting signed webhooks
+FINAL_REQUEST_STATES = ("done", "failed", "dead_lettered")
+SMS_BODY_TEMPLATE = (
+    '{"to": {{ to|tojson }}, "text": {{ body|tojson }}, "reference": {{ message_id|tojson }}, '
+    '"campaign_id": {{ campaign_id|tojson }}}'
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class HomologationConfig:
     login_rate: float = 500.0  # Access-Requests per second in the morning logins
     storm_window_s: float = 2.0
     payment_batch: int = 0  # 0: 1% of the live sessions, at least 5, at most 200
+    request_payments: int = 20  # signed payment webhooks through the ingress (step "requests")
     campaign: bool = True
     exit_after: bool = False
     use_running_platform: bool = False  # the FILAS_* environment names a running platform
@@ -141,9 +151,10 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "requests",
-        "Service requests through the ingress to IXC",
+        "Service requests through the ingress to IXC: signed payment webhooks, trust unblocks "
+        "and tickets",
         ("ingress serve", "requests work"),
-        off_reason=REQUESTS_OFF,
+        ("poll",),
     ),
     Step(
         "campaign",
@@ -187,9 +198,21 @@ class DayFacts:
     outage_devices: int = 0
     outage_alerts: int = 0
     notices_at_sinks: int = 0
+    requests_sent: int = 0  # distinct requests offered to the ingress (a replayed webhook not)
+    requests_accepted: int = 0  # answered 202 with a request id
+    requests_replayed_same_id: bool = False  # a webhook sent twice got the first request back
+    request_ids: list[str] = field(default_factory=list)
+    requests_expected_failed: list[str] = field(default_factory=list)  # refusals by design
+    requests_states: dict[str, int] = field(default_factory=dict)  # final state per status URL
+    requests_paid_contracts: list[str] = field(default_factory=list)  # by a payment webhook
+    requests_paid_with_session: list[str] = field(default_factory=list)  # one live session
+    requests_trust_contracts: list[str] = field(default_factory=list)  # by a trust unblock
+    requests_tickets: int = 0
+    requests_wait_s: float = 0.0
     campaign_id: str | None = None
     campaign_queued: int = 0
-    emails_at_sink: int = 0
+    emails_at_sink: int = 0  # the campaign's (X-Filas-Campaign / the SMS body's campaign_id)
+    other_messages_at_sinks: int = 0  # before the outage: the payment confirmations
     sms_at_sink: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     processes: list[str] = field(default_factory=list)
@@ -396,11 +419,14 @@ class Homologation:
             "FILAS_RADIUS__COA_START_FROM": "earliest",
         }
         self.env |= env
+        metrics_env = self._metrics_env("radius-gateway")
+        ready_url = self.metrics_urls[-1].removesuffix("/metrics") + "/ready"
         self.supervisor.start(
             "radius-gateway",
             filas_argv("radius", "serve"),
-            env=self._metrics_env("radius-gateway"),
-            ready=log_contains("radius gateway up"),
+            env=metrics_env,
+            # Its /ready turns 200 once the replica is loaded and the ports are bound.
+            ready=http_ok(ready_url),
             timeout_s=180,
         )
         self.coa = CoaListeners(self.nas, COA_PORT)
@@ -597,10 +623,187 @@ class Homologation:
             f"{len(chosen)} contracts with a live session"
         )
 
-    def step_campaign(self) -> None:
-        from consumers.delivery.peers import SmsGatewayFake, SmtpSink
+    def step_requests(self) -> None:
+        """Service requests through the ingress's HTTP API (docs/requests.md), with the clients
+        of this run's own FILAS_INGRESS__* configuration: the payment gateway's signed webhooks
+        for contracts blocked all day (one sent twice, as a gateway retry), the help desk's
+        trust unblocks and tickets with its bearer token, and one trust unblock IXC refuses (the
+        contract is not blocked). Every status URL is read until its request is final; then a
+        poll carries the unblocks into ixc.contract-status."""
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        tokens = {
+            REQUEST_CLIENT: secrets.token_urlsafe(24),
+            PAYMENT_GATEWAY: secrets.token_urlsafe(24),
+        }
+        webhook_secret = secrets.token_urlsafe(24)
+        self.env |= {
+            "FILAS_INGRESS__HOST": "127.0.0.1",
+            "FILAS_INGRESS__PORT": str(port),
+            "FILAS_INGRESS__TOKENS": json.dumps(tokens),
+            "FILAS_INGRESS__WEBHOOK_SECRETS": json.dumps({PAYMENT_GATEWAY: webhook_secret}),
+            "FILAS_INGRESS__RATE_PER_S": "1000",
+            "FILAS_INGRESS__RATE_BURST": "1000",
+            "FILAS_INGRESS__IXC_RATE_PER_S": "100",
+        }
+        # Both start at once (each waits for its own start-up), then both must be ready.
+        self.supervisor.start(
+            "ingress", filas_argv("ingress", "serve"), env=self._metrics_env("ingress")
+        )
+        self.supervisor.start(
+            "ixc-requests", filas_argv("requests", "work"), env=self._metrics_env("ixc-requests")
+        )
+        self.supervisor.wait_ready("ingress", http_ok(f"{base}/healthz"), 120)
+        self.supervisor.wait_ready("ixc-requests", log_contains("ixc requests worker up"), 120)
 
-        smtp = SmtpSink().start()
+        # Contracts overdue since before the day (the payment step's left alone): blocked ones
+        # (CA, no session) get trust unblocks; the rest pay, among them reduced ones (FA) with a
+        # live session, whose payment ends in a CoA restoring the plan's rate at their NAS.
+        contracts = self.isp.records("cliente_contrato")
+        used = set(self.facts.unblocked_contracts)
+        overdue = [r for r in contracts if r["status_internet"] in ("CA", "FA")]
+        overdue = [r for r in overdue if r["id"] not in used]
+        offline = [r for r in overdue if r["id"] not in self.sessions_of_contract]
+        trust = offline[:5]
+        paid = [r for r in overdue if r not in trust][: self.config.request_payments]
+        active = [r for r in contracts if r["status_internet"] == "A" and r["id"] not in used]
+        f = self.facts
+        accepted: dict[str, str] = {}  # request id -> the client whose token reads its status
+
+        def accept(kind: str, status: int, body: Mapping[str, Any], client: str) -> str | None:
+            if status != 202 or "request_id" not in body:
+                self.echo(f"  {kind} refused by the ingress: {status} {body}")
+                return None
+            accepted[str(body["request_id"])] = client
+            return str(body["request_id"])
+
+        first_payment: tuple[bytes, str | None] | None = None
+        for record in paid:
+            raw = json.dumps(
+                {
+                    "payment_id": f"E{self.run_id}-{record['id']}",
+                    "contract_id": record["id"],
+                    "amount": record["valor"],
+                    "method": "pix",
+                }
+            ).encode()
+            status, body = self._webhook(base, webhook_secret, raw, int(time.time()))
+            request_id = accept("payment webhook", status, body, PAYMENT_GATEWAY)
+            first_payment = first_payment or (raw, request_id)
+            f.requests_paid_contracts.append(record["id"])
+            if len(self.sessions_of_contract.get(record["id"], ())) == 1:
+                f.requests_paid_with_session.append(record["id"])
+        if first_payment is not None:  # the gateway retries one: a new signature, same payment
+            status, body = self._webhook(
+                base, webhook_secret, first_payment[0], int(time.time()) + 1
+            )
+            f.requests_replayed_same_id = (
+                status == 202 and body.get("request_id") == first_payment[1]
+            )
+        bearer = {"Authorization": f"Bearer {tokens[REQUEST_CLIENT]}"}
+        for record in trust:
+            submission = {"type": "trust_unblock", "params": {"contract_id": record["id"]}}
+            status, body = self._ingress_post(
+                f"{base}/v1/requests",
+                json.dumps(submission).encode(),
+                bearer | {"Idempotency-Key": f"{self.run_id}-trust-{record['id']}"},
+            )
+            accept("trust unblock", status, body, REQUEST_CLIENT)
+            f.requests_trust_contracts.append(record["id"])
+        for record in active[:5]:
+            submission = {
+                "type": "open_ticket",
+                "params": {
+                    "customer_id": record["id_cliente"],
+                    "contract_id": record["id"],
+                    "subject": "Lentidão à noite",
+                    "message": "Cliente relata lentidão entre 20h e 23h (homologação).",
+                },
+            }
+            status, body = self._ingress_post(
+                f"{base}/v1/requests", json.dumps(submission).encode(), bearer
+            )
+            if accept("ticket", status, body, REQUEST_CLIENT):
+                f.requests_tickets += 1
+        if active:  # IXC refuses a trust unblock of a contract that is not blocked
+            submission = {"type": "trust_unblock", "params": {"contract_id": active[-1]["id"]}}
+            status, body = self._ingress_post(
+                f"{base}/v1/requests", json.dumps(submission).encode(), bearer
+            )
+            refused = accept("trust unblock (not blocked)", status, body, REQUEST_CLIENT)
+            if refused is not None:
+                f.requests_expected_failed.append(refused)
+        f.requests_sent = len(paid) + len(trust) + min(5, len(active)) + (1 if active else 0)
+        f.requests_accepted = len(accepted)
+        f.request_ids = sorted(accepted)
+        begin = time.monotonic()
+        final = self._wait_requests(base, tokens, accepted, 90)
+        f.requests_wait_s = round(time.monotonic() - begin, 1)
+        f.requests_states = dict(sorted(Counter(final.values()).items()))
+        self.echo(
+            f"service requests: {f.requests_accepted}/{f.requests_sent} accepted "
+            f"({len(paid)} payment webhooks, {len(trust)} trust unblocks, {f.requests_tickets} "
+            f"tickets, 1 IXC refuses); a replayed webhook got its first request back: "
+            f"{f.requests_replayed_same_id}; final states {_pairs(f.requests_states)} "
+            f"after {f.requests_wait_s}s"
+        )
+        before = self.coa.count(COA_REQUEST) if self.coa is not None else 0
+        self.echo("  unblocks into ixc.contract-status: " + self.poll_once("ixc-poll-requests"))
+        if self.coa is not None and f.requests_paid_with_session:
+            got = self._wait_coa(before + len(f.requests_paid_with_session), 30)
+            self.echo(
+                f"  CoA (plan rate restored): {got - before} at the NAS for "
+                f"{len(f.requests_paid_with_session)} paying contracts with a live session"
+            )
+
+    def _webhook(
+        self, base: str, secret: str, raw: bytes, timestamp: int
+    ) -> tuple[int, dict[str, Any]]:
+        from producers.ingress.guards import sign
+
+        headers = {
+            "X-Filas-Gateway": PAYMENT_GATEWAY,
+            "X-Filas-Timestamp": str(timestamp),
+            "X-Filas-Signature": sign(secret, str(timestamp), raw),
+        }
+        return self._ingress_post(f"{base}/v1/webhooks/payments", raw, headers)
+
+    @staticmethod
+    def _ingress_post(
+        url: str, raw: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(  # noqa: S310 - the run's ingress on 127.0.0.1
+            url, data=raw, headers={"Content-Type": "application/json", **headers}, method="POST"
+        )
+        return _http_json(request)
+
+    def _wait_requests(
+        self, base: str, tokens: Mapping[str, str], accepted: Mapping[str, str], timeout_s: float
+    ) -> dict[str, str]:
+        """Read each request's status URL (with its client's token) until it is final."""
+        final: dict[str, str] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(final) < len(accepted) and time.monotonic() < deadline:
+            for request_id, client in accepted.items():
+                if request_id in final:
+                    continue
+                request = urllib.request.Request(  # noqa: S310 - the run's ingress
+                    f"{base}/v1/requests/{request_id}",
+                    headers={"Authorization": f"Bearer {tokens[client]}"},
+                )
+                status, body = _http_json(request)
+                if status == 200 and body.get("state") in FINAL_REQUEST_STATES:
+                    final[request_id] = str(body["state"])
+            if len(final) < len(accepted):
+                time.sleep(0.3)
+        for request_id in accepted:
+            final.setdefault(request_id, "not final")
+        return final
+
+    def step_campaign(self) -> None:
+        from consumers.delivery.peers import SmsGatewayFake
+
+        smtp = _campaign_smtp_sink().start()
         self.peers.append(smtp)
         sms = SmsGatewayFake().start()
         self.peers.append(sms)
@@ -608,6 +811,9 @@ class Homologation:
             "FILAS_DELIVERY__EMAIL__HOST": "127.0.0.1",
             "FILAS_DELIVERY__EMAIL__PORT": str(smtp.port),
             "FILAS_DELIVERY__SMS__URL": sms.url,
+            # The default request plus the campaign id, so the run tells its campaign's SMS
+            # from the payment confirmations the service requests also send.
+            "FILAS_DELIVERY__SMS__BODY_TEMPLATE": SMS_BODY_TEMPLATE,
         }
         self.env |= env
         self.supervisor.start(
@@ -645,11 +851,17 @@ class Homologation:
         progress = self._wait_campaign(campaign_id, 240)
         queued = int(progress.get("queued", 0))
         self.facts.campaign_queued = queued
+
         # Wait for every queued message at a sink, or until nothing moved for 15 s (a stuck or
-        # dead delivery worker is a finding of the run, reported below, not a hang).
+        # dead delivery worker is a finding of the run, reported below, not a hang). The sinks
+        # also get the service requests' payment notices: only this campaign's count here.
+        def at_sinks() -> tuple[int, int]:
+            sms_count = sum(1 for m in list(sms.accepted) if m.get("campaign_id") == campaign_id)
+            return smtp.of_campaign(campaign_id), sms_count
+
         last, moved_at = -1, time.monotonic()
-        while smtp.count() + len(sms.accepted) < queued:
-            now_count = smtp.count() + len(sms.accepted)
+        while sum(at_sinks()) < queued:
+            now_count = sum(at_sinks())
             if now_count != last:
                 last, moved_at = now_count, time.monotonic()
             if time.monotonic() - moved_at > 15:
@@ -658,11 +870,13 @@ class Homologation:
         for channel in ("email", "sms"):
             if not self.supervisor.alive(f"delivery-{channel}"):
                 self.echo(f"  WARNING: delivery-{channel} exited; see its log")
-        self.facts.emails_at_sink = smtp.count()
-        self.facts.sms_at_sink = len(sms.accepted)
+        self.facts.emails_at_sink, self.facts.sms_at_sink = at_sinks()
+        others = smtp.count() + len(sms.accepted) - sum(at_sinks())
+        self.facts.other_messages_at_sinks = others
         self.echo(
-            f"campaign {campaign_id}: {queued} messages queued; {smtp.count()} e-mails at the "
-            f"SMTP sink, {len(sms.accepted)} SMS at the HTTP sink"
+            f"campaign {campaign_id}: {queued} messages queued; {self.facts.emails_at_sink} "
+            f"e-mails at the SMTP sink, {self.facts.sms_at_sink} SMS at the HTTP sink (and "
+            f"{others} other messages: payment confirmations of the service requests)"
         )
 
     def _wait_campaign(self, campaign_id: str, timeout_s: float) -> dict[str, Any]:
@@ -770,6 +984,11 @@ class Homologation:
     def step_summary(self) -> None:
         prefix = self.settings.topics.prefix
         groups = [self.sink_group, prefix + self.settings.radius.coa_group_id]
+        if self.facts.request_ids:
+            from filas.catalog.requests import LANES
+
+            worker_group = prefix + self.settings.ingress.worker_group_id
+            groups += [f"{worker_group}.{lane.lane}" for lane in LANES]
         if self.facts.campaign_id is not None:
             groups.append(prefix + self.settings.campaigns.group_id)
             groups += [f"{prefix}{self.settings.delivery.group_id}-{c}" for c in ("email", "sms")]
@@ -881,6 +1100,49 @@ class _NetNsPeer:
 
     def stop(self) -> None:
         self.net.close()
+
+
+def _campaign_smtp_sink() -> Any:
+    """The SMTP sink, also counting each mail's campaign (its X-Filas-Campaign header)."""
+    from consumers.delivery.peers import SmtpSink, header_value
+
+    class CampaignSmtpSink(SmtpSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.campaigns: Counter[str] = Counter()
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            answer = await super().handle_DATA(server, session, envelope)
+            if answer.startswith("250"):
+                content = envelope.original_content or envelope.content
+                raw = content if isinstance(content, bytes) else b""
+                with self._lock:
+                    self.campaigns[header_value(raw, b"x-filas-campaign")] += 1
+            return answer
+
+        def of_campaign(self, campaign_id: str) -> int:
+            with self._lock:
+                return self.campaigns[campaign_id]
+
+    return CampaignSmtpSink()
+
+
+def _http_json(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of one call to the ingress (an error status is an answer too)."""
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raw = exc.read()
+        try:
+            return int(exc.code), json.loads(raw or b"{}")
+        except ValueError:
+            return int(exc.code), {"raw": raw[:200].decode(errors="replace")}
+
+
+def _pairs(values: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "none"
 
 
 def _accepted(reply: Reply | None) -> bool:

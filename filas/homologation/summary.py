@@ -13,6 +13,7 @@ from filas.catalog import Catalog
 from filas.catalog.campaigns import DELIVERY_RESULTS
 from filas.catalog.network import ALERTS
 from filas.catalog.radius import ACCOUNTING, AUTH_DECISIONS, COA_RESULTS
+from filas.catalog.requests import REQUEST_STATUS
 from filas.catalog.spec import TopicSpec
 from filas.settings import Settings
 
@@ -33,6 +34,14 @@ class Summary:
     coa_outcomes: dict[str, int] = field(default_factory=dict)
     coa_unblock_acks: int = 0
     alerts: int | None = None
+    # Service requests of the run (requests.status rows; accept -> done from their own stamps).
+    requests_accepted: int = 0
+    requests_done: int = 0
+    requests_failed: int = 0
+    requests_dead_lettered: int = 0
+    requests_accept_to_done_p50_ms: float = 0.0
+    requests_accept_to_done_p99_ms: float = 0.0
+    requests_coa_acks: int = 0  # CoA ACKs for the paying contracts with a live session
     messages: dict[str, int] = field(default_factory=dict)
     lag_total: int | None = None
     lag_by_group: dict[str, int] = field(default_factory=dict)
@@ -66,9 +75,11 @@ def collect_summary(
             "coa": _table(catalog, COA_RESULTS),
             "alerts": _table(catalog, ALERTS),
             "delivery": _table(catalog, DELIVERY_RESULTS),
+            "requests": _table(catalog, REQUEST_STATUS),
         },
     )
     unblocked = list(facts.unblocked_with_session)
+    paid_online = list(facts.requests_paid_with_session)
     summary = Summary()
     begin = time.monotonic()
     try:
@@ -77,9 +88,9 @@ def collect_summary(
         while True:
             decided = _scalar(ch.query("SELECT count() FROM $auth FINAL WHERE $window", since))
             acks = _unblock_acks(ch, unblocked, since)
-            if (decided >= expected_auth and acks >= len(unblocked)) or (
-                time.monotonic() - begin > land_timeout_s
-            ):
+            paid_acks = _unblock_acks(ch, paid_online, since)
+            landed = acks >= len(unblocked) and paid_acks >= len(paid_online)
+            if (decided >= expected_auth and landed) or (time.monotonic() - begin > land_timeout_s):
                 break
             time.sleep(1.0)
         summary.landed_in_s = round(time.monotonic() - begin, 1)
@@ -114,7 +125,10 @@ def collect_summary(
             )
         }
         summary.coa_unblock_acks = _unblock_acks(ch, unblocked, since)
+        summary.requests_coa_acks = _unblock_acks(ch, paid_online, since)
         summary.alerts = _optional_count(ch, since)
+        if facts.request_ids:
+            _request_figures(ch, summary, facts, land_timeout_s)
         if facts.campaign_id is not None:
             begin = time.monotonic()
             while True:
@@ -156,7 +170,10 @@ class Db:
         from consumers.clickhouse.client import quote
 
         self.clickhouse = clickhouse
-        self.names = {f"${k}": quote(v) for k, v in tables.items()} | {"$window": self.WINDOW}
+        self.names = {f"${k}": quote(v) for k, v in tables.items()} | {
+            "$window": self.WINDOW,
+            "$accept_ms": ACCEPT_TO_ROW_MS,
+        }
         self.tables = tables
 
     def query(self, template: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -181,6 +198,39 @@ def _unblock_acks(ch: Db, contracts: list[str], since: dict[str, str]) -> int:
             since | {"contracts": tuple(contracts)},
         )
     )
+
+
+# A requests.status row's accept -> this state, in ms (DateTime seconds + their _ms columns).
+ACCEPT_TO_ROW_MS = (
+    "(toUnixTimestamp(updated_at) * 1000 + updated_at_ms"
+    " - toUnixTimestamp(submitted_at) * 1000 - submitted_at_ms)"
+)
+
+
+def _request_figures(ch: Db, summary: Summary, facts: DayFacts, timeout_s: float) -> None:
+    """The run's requests as requests.status landed them: accepted (a QUEUED row), final states,
+    and accept -> done (the DONE row's updated_at - submitted_at, the ingress's accept)."""
+    final = sum(n for state, n in facts.requests_states.items() if state != "not final")
+    params = {"ids": tuple(facts.request_ids)}
+    begin = time.monotonic()
+    while True:
+        row = ch.query(
+            "SELECT uniqExactIf(request_id, state = 'QUEUED'), "
+            "uniqExactIf(request_id, state = 'DONE'), uniqExactIf(request_id, state = 'FAILED'), "
+            "uniqExactIf(request_id, state = 'DEAD_LETTERED'), "
+            "quantileExactIf(0.5)($accept_ms, state = 'DONE'), "
+            "quantileExactIf(0.99)($accept_ms, state = 'DONE') "
+            "FROM $requests WHERE request_id IN %(ids)s",
+            params,
+        )[0]
+        landed = int(row[1]) + int(row[2]) + int(row[3])
+        if landed >= final or time.monotonic() - begin > timeout_s:
+            break
+        time.sleep(1.0)
+    summary.requests_accepted, summary.requests_done = int(row[0]), int(row[1])
+    summary.requests_failed, summary.requests_dead_lettered = int(row[2]), int(row[3])
+    summary.requests_accept_to_done_p50_ms = round(float(row[4] or 0), 1)
+    summary.requests_accept_to_done_p99_ms = round(float(row[5] or 0), 1)
 
 
 def _optional_count(ch: Db, since: dict[str, str]) -> int | None:
@@ -234,6 +284,12 @@ def format_summary(summary: Summary, facts: DayFacts) -> list[str]:
         f"accounting          {_pairs(s.accounting)}",
         f"CoA results         {_pairs(s.coa_outcomes)}; unblock ACKs {s.coa_unblock_acks} for "
         f"{len(f.unblocked_with_session)} unblocked contracts with a live session",
+        f"service requests    {s.requests_accepted} accepted, {s.requests_done} done, "
+        f"{s.requests_failed} failed, {s.requests_dead_lettered} dead-lettered; accept -> done "
+        f"p50 {s.requests_accept_to_done_p50_ms} ms, p99 {s.requests_accept_to_done_p99_ms} ms "
+        f"(ingress answered {f.requests_accepted}/{f.requests_sent} with 202; status URLs said "
+        f"{_pairs(f.requests_states) or 'nothing'}); CoA ACKs {s.requests_coa_acks} for "
+        f"{len(f.requests_paid_with_session)} paying contracts with a live session",
         "alerts opened       "
         + ("no alerts table (alerting not run)" if s.alerts is None else str(s.alerts))
         + (
@@ -243,7 +299,8 @@ def format_summary(summary: Summary, facts: DayFacts) -> list[str]:
             else ""
         ),
         f"messages            {_pairs(s.messages) or 'none'} (sinks received "
-        f"{f.emails_at_sink} e-mails, {f.sms_at_sink} SMS)",
+        f"{f.emails_at_sink} e-mails, {f.sms_at_sink} SMS of the campaign, and "
+        f"{f.other_messages_at_sinks} payment confirmations)",
         f"lag                 {s.lag_total if s.lag_total is not None else '?'} records in "
         f"total; {_pairs({k: v for k, v in s.lag_by_group.items() if v}) or 'every group idle'}",
         f"landed              the sink caught up {s.landed_in_s}s after the day ended",

@@ -20,9 +20,9 @@ def reasons(planned: list) -> dict[str, str | None]:  # type: ignore[type-arg]
 def test_with_every_processor_only_the_steps_turned_off_skip() -> None:
     got = reasons(plan(STEPS, EVERYTHING))
     if _can_netns():
-        assert {k for k, v in got.items() if v} == {"requests"}
+        assert {k for k, v in got.items() if v} == set()
     else:
-        assert {k for k, v in got.items() if v} == {"outage_alert", "requests"}
+        assert {k for k, v in got.items() if v} == {"outage_alert"}
         assert "network namespace" in str(got["outage_alert"])
 
 
@@ -32,6 +32,12 @@ def test_a_missing_processor_skips_its_step_and_the_steps_after_it() -> None:
     assert got["logins"] == "needs step(s) that did not run: gateway"
     assert got["storm"] == "needs step(s) that did not run: logins"
     assert got["campaign"] is None  # independent of RADIUS
+
+
+def test_service_requests_need_the_ingress_and_the_workers() -> None:
+    got = reasons(plan(STEPS, EVERYTHING - {"requests work"}))
+    assert got["requests"] == "processor not available yet: filas requests work"
+    assert got["payments"] is None and got["campaign"] is None
 
 
 def test_a_required_step_cannot_be_skipped() -> None:
