@@ -37,7 +37,8 @@ def test_a_missing_processor_skips_its_step_and_the_steps_after_it() -> None:
 def test_service_requests_need_the_ingress_and_the_workers() -> None:
     got = reasons(plan(STEPS, EVERYTHING - {"requests work"}))
     assert got["requests"] == "processor not available yet: filas requests work"
-    assert got["payments"] is None and got["campaign"] is None
+    assert got["payments"] is None
+    assert got["campaign"] is None
 
 
 def test_a_required_step_cannot_be_skipped() -> None:
