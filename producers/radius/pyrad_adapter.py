@@ -372,12 +372,16 @@ def _plain(value: Any) -> Scalar:
 
 
 def _add(values: dict[str, list[Scalar]], info: _AttrInfo, value: bytes) -> None:
-    """Decode one value as pyrad would (VALUE names for known integers); an undecodable value is
-    skipped, never fatal."""
+    """Decode one value as pyrad would (VALUE names for known integers, a string that is not
+    UTF-8 as its hex bytes); an undecodable value is skipped, never fatal."""
     name, kind, names = info
     try:
         if kind == "string":
-            decoded: Scalar = value.decode("utf-8")
+            # pyrad keeps a string that is not UTF-8 as its bytes rather than dropping it.
+            try:
+                decoded: Scalar = value.decode("utf-8")
+            except UnicodeDecodeError:
+                decoded = "0x" + value.hex()
         elif kind == "integer":
             if len(value) != 4:
                 return
