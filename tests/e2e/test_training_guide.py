@@ -93,6 +93,7 @@ def guide_env(settings: Settings, prefix: str, home: Path) -> dict[str, str]:
         "TREINO": f"{prefix}treino",
         "PORTA_STATUS": str(free_port()),
         "PORTA_IXC": str(free_port()),
+        "PORTA_INGRESS": str(free_port()),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     if ch.sink_user is not None:
@@ -271,10 +272,25 @@ def check_clickhouse(ran: Ran, env: dict[str, str]) -> None:
     assert [r for r in rows if r[0] == f"{env['TREINO']}-sink"], "lag history of the sink group"
 
 
+def check_requests(ran: Ran, env: dict[str, str]) -> None:
+    assert json.loads(ran.lines(0)[-1]) == {"ok": True}
+    ticket, trusted, refused = (json.loads(x) for x in ran.lines(1)[-3:])
+    assert ticket["type"] == "open_ticket"
+    assert ticket["state"] == "done"
+    assert ticket["result"]["ixc_id"]
+    assert trusted == {**trusted, "type": "trust_unblock", "state": "done", "error": None}
+    assert refused["state"] == "failed"
+    assert refused["attempts"] == 1
+    assert refused["error"]["code"] == "CONTRATO_NAO_BLOQUEADO"
+    [pair] = re.findall(r"^primeiro: (\S+) repetido: (\S+)$", ran.blocks[2], re.M)
+    assert pair[0] == pair[1] != "null"
+    assert '"replayed_signature"' in ran.lines(2)
+
+
 def test_every_exercise_is_indexed_and_states_its_expected_result() -> None:
     index = (GUIDE / "README.md").read_text()
     found = exercises()
-    assert [e.number for e in found] == list(range(7))
+    assert [e.number for e in found] == list(range(8))
     for exercise in found:
         text = exercise.path.read_text()
         assert f"({exercise.path.name})" in index, f"{exercise.path.name} not in the index"
@@ -297,6 +313,7 @@ def test_training_guide_runs_as_written(
         4: check_campaign,
         5: check_outage,
         6: check_clickhouse,
+        7: check_requests,
     }
     for exercise in exercises():
         begin = time.monotonic()
