@@ -5,9 +5,10 @@ process on a free port with one extra route, ``POST /noop``, that reads the JSON
 answers 202 with a small JSON body (no auth, validation or Kafka). One aiohttp client load
 generator, shared by both sides, measures:
 
-1. closed loop (``--concurrency`` requests in flight, ``--seconds`` each): accepted requests/s
-   on ``POST /v1/requests`` (token auth, validation, QUEUED status + request on the lane, both
-   acknowledged by Kafka with acks=all) vs ``POST /noop`` -> ratio (goal >= 0.5);
+1. closed loop (``--concurrency`` requests in flight, ``--seconds`` each, in alternating ~2 s
+   rounds): accepted requests/s on ``POST /v1/requests`` (token auth, validation, QUEUED status
+   + request on the lane, both acknowledged by Kafka with acks=all) vs ``POST /noop`` -> ratio
+   (goal >= 0.5), and the server process's CPU per request on each (all its threads);
 2. open loop at ``--rate`` requests/s for ``--seconds``: p99 accept latency of the ingress
    (goal < 50 ms at 500/s), the no-op's p99 as the peer.
 """
@@ -157,13 +158,26 @@ async def measure(base: str, args: argparse.Namespace, pid: int) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         # Warm-up: schema ids, producer connections, the status view.
         await closed_loop(session, f"{base}/v1/requests", 8, 1.0)
-        cpu = cpu_seconds(pid)
-        noop_rps, _ = await closed_loop(session, f"{base}/noop", args.concurrency, args.seconds)
-        noop_cpu, cpu = (cpu_seconds(pid) - cpu) / (noop_rps * args.seconds), cpu_seconds(pid)
-        ingress_rps, refused = await closed_loop(
-            session, f"{base}/v1/requests", args.concurrency, args.seconds
-        )
-        ingress_cpu = (cpu_seconds(pid) - cpu) / (ingress_rps * args.seconds)
+        # Closed loops in alternating rounds of ~2 s (no-op, ingress, no-op, ...): on a shared
+        # machine the load moves within seconds, and both sides should see the same load.
+        rounds = max(1, round(args.seconds / 2.0))
+        done = {"noop": 0.0, "ingress": 0.0}
+        spent = {"noop": 0.0, "ingress": 0.0}
+        cpu = {"noop": 0.0, "ingress": 0.0}
+        refused = 0
+        for _ in range(rounds):
+            for side, path in (("noop", "/noop"), ("ingress", "/v1/requests")):
+                cpu_before, started = cpu_seconds(pid), time.perf_counter()
+                rps, bad = await closed_loop(
+                    session, f"{base}{path}", args.concurrency, args.seconds / rounds
+                )
+                elapsed = time.perf_counter() - started
+                done[side] += rps * elapsed
+                spent[side] += elapsed
+                cpu[side] += cpu_seconds(pid) - cpu_before
+                refused += bad if side == "ingress" else 0
+        noop_rps, ingress_rps = done["noop"] / spent["noop"], done["ingress"] / spent["ingress"]
+        noop_cpu, ingress_cpu = cpu["noop"] / done["noop"], cpu["ingress"] / done["ingress"]
         noop_lat = await open_loop(session, f"{base}/noop", args.rate, args.seconds)
         before = await server_histograms(session, base)
         ingress_lat = await open_loop(session, f"{base}/v1/requests", args.rate, args.seconds)
