@@ -62,6 +62,8 @@ COMMIT_EVERY_S = 0.2
 MAX_IN_FLIGHT_BATCHES = 4
 # A partition held on a paused campaign's message is looked at again this often.
 PAUSED_RECHECK_S = 1.0
+# Paced sends wake on boundaries this far apart (several per event-loop turn at high rates).
+PACING_TICK_S = 0.005
 ChannelName = Literal["email", "sms", "whatsapp"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "whatsapp")
 
@@ -184,7 +186,11 @@ class DeliveryWorker:
         self.instance = self.config.instance or f"{socket.gethostname()}:{os.getpid()}"
         self.group_id = f"{settings.topics.prefix}{self.config.group_id}-{channel_name}"
         limit = self.channel_config.rate_per_s
-        self.limiter = RateLimiter(None if limit is None else 0.0, burst_s=self.config.rate_burst_s)
+        self.limiter = RateLimiter(
+            None if limit is None else 0.0,
+            burst_s=self.config.rate_burst_s,
+            tick_s=PACING_TICK_S,
+        )
         self.concurrency = ConcurrencyLimit(0)
         self.unacked = ConcurrencyLimit(self.config.max_unacked)
         self.ledger = Ledger()

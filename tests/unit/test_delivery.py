@@ -220,3 +220,29 @@ def test_rate_limiter_catches_up_a_late_loop_within_its_burst_window() -> None:
     clock.now += 0.03  # the loop came back 30 ms late: 3 slots were due
     assert [limiter.reserve() for _ in range(3)] == pytest.approx([0.0, 0.0, 0.0])
     assert limiter.reserve() == pytest.approx(0.01)  # then back on the 10 ms schedule
+
+
+def test_rate_limiter_wakes_paced_sends_on_tick_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sends due within one tick share a wake-up; none wakes before its slot or a tick late."""
+    clock = FakeClock()
+    limiter = RateLimiter(100.0, tick_s=0.025, clock=clock)
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+
+    async def run() -> None:
+        for _ in range(10):
+            await limiter.acquire()
+
+    asyncio.run(run())
+    slots = [0.01 * i for i in range(1, 10)]  # the first send needs no sleep
+    assert len(slept) == len(slots)
+    for slot, delay in zip(slots, slept, strict=True):
+        wake = clock.now + delay
+        assert slot - 1e-9 <= delay < slot + 0.025
+        assert round(wake / 0.025, 6) == round(wake / 0.025)
+    # Ten sends 10 ms apart wake at four tick boundaries, not nine times.
+    assert len({round(clock.now + d, 6) for d in slept}) == 4
