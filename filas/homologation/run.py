@@ -626,10 +626,10 @@ class Homologation:
     def step_requests(self) -> None:
         """Service requests through the ingress's HTTP API (docs/requests.md), with the clients
         of this run's own FILAS_INGRESS__* configuration: the payment gateway's signed webhooks
-        for contracts blocked all day (one sent twice, as a gateway retry), the help desk's
-        trust unblocks and tickets with its bearer token, and one trust unblock IXC refuses (the
-        contract is not blocked). Every status URL is read until its request is final; then a
-        poll carries the unblocks into ixc.contract-status."""
+        for contracts overdue since before the day (one sent twice, as a gateway retry), the
+        help desk's trust unblocks and tickets with its bearer token, and one trust unblock IXC
+        refuses (the contract is not blocked). Every status URL is read until its request is
+        final; then a poll carries the unblocks into ixc.contract-status."""
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         tokens = {
