@@ -263,6 +263,8 @@ class OrderedClickHouse(FakeClickHouse):
         self.active = 0
         self.overlapped = False
         self.attempts = 0
+        self.gate: threading.Event | None = None
+        self.gate_opened = False
         self.violations: list[str] = []
         self._lock = threading.Lock()
 
@@ -273,7 +275,10 @@ class OrderedClickHouse(FakeClickHouse):
                 self.violations.append("two INSERTs in flight")
         try:
             self.attempts += 1
-            if self.attempts == 1:
+            if self.attempts == 1 and self.gate is not None:
+                # Held until the test's event (a revoke) has begun: in flight at that moment.
+                self.gate_opened = self.gate.wait(10)
+            elif self.attempts == 1:
                 # The first batch waits (generously) for the sink to read on meanwhile: the
                 # next batch is consumed and decoded while this INSERT is in flight.
                 fetches = self.consumer.fetches
@@ -365,3 +370,55 @@ def test_an_insert_failing_in_flight_is_retried_before_anything_later_is_written
     assert consumer.early_commits == []
     assert consumer.committed_offsets == {0: 300, 1: 300}
     assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows) == 600
+
+
+class RevokingConsumer(CountingConsumer):
+    """Revokes partition 1 during a fetch while a batch is in flight; its rest goes elsewhere."""
+
+    def __init__(self, messages: list[FakeMessage], at_fetch: int) -> None:
+        super().__init__(messages)
+        self.at_fetch = at_fetch
+        self.on_revoke: Any = None
+        self.revoking = threading.Event()
+        self.committed_at_revoke: dict[int, int] = {}
+
+    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any) -> None:
+        self.on_revoke = on_revoke
+        super().subscribe(topics, on_assign, on_revoke)
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        if self.fetches + 1 == self.at_fetch:
+            self.revoking.set()
+            self.on_revoke(self, [TopicPartition(TOPIC, 1)])
+            self.committed_at_revoke = dict(self.committed_offsets)
+            self.assigned = [tp for tp in self.assigned if tp.partition != 1]
+            self.queue = [m for m in self.queue if m.partition() != 1]
+        return super().consume(n, timeout)
+
+
+def test_a_revoke_with_a_batch_in_flight_lands_and_commits_it_first() -> None:
+    consumer = RevokingConsumer(messages(400), at_fetch=4)
+    clickhouse = OrderedClickHouse(consumer)
+    clickhouse.gate = consumer.revoking  # the first batch's INSERT ends only after the revoke began
+    consumer.clickhouse = clickhouse
+    the_sink = ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: FakeSerde(),
+        dead_letters=FakeDeadLetters(),
+        config=SinkConfig(batch_rows=100, linger_s=5.0, fetch_max=50),
+        sleep=lambda s: None,
+    )
+    the_sink.run(idle_exit_s=0.3)
+    assert clickhouse.gate_opened, "the first batch was not in flight when the revoke came"
+    assert clickhouse.violations == []
+    assert consumer.early_commits == []
+    # Everything read from partition 1 before the revoke was landed and committed in the
+    # callback: the next owner starts exactly after it, and ClickHouse holds nothing beyond.
+    handed_over = consumer.committed_at_revoke[1]
+    assert handed_over > 0
+    landed_1 = sorted(r[-2] for r in clickhouse.rows if r[-3] == 1)
+    assert landed_1 == list(range(handed_over))
+    assert consumer.committed_offsets == {0: 400, 1: handed_over}
+    assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows)
