@@ -114,7 +114,16 @@ def test_sink_metrics_count_what_landed(settings: Settings, tmp_path: Path) -> N
             except ScrapeError:
                 continue  # not serving yet
             landed = _value(samples, "filas_events_out_total", component=COMPONENT)
-            if landed >= GOOD and _value(samples, "filas_dead_letters_total", component=COMPONENT):
+            # Rows count as out when ClickHouse acknowledges them (writer thread); the batch is
+            # settled (dead letters flushed, offsets committed: stage 'flush') just after.
+            settled = _value(
+                samples, "filas_processing_seconds_count", component=COMPONENT, stage="flush"
+            ) == _value(samples, "filas_batch_size_count", component=COMPONENT)
+            if (
+                landed >= GOOD
+                and settled
+                and _value(samples, "filas_dead_letters_total", component=COMPONENT)
+            ):
                 break
         assert (
             _value(samples, "filas_events_in_total", component=COMPONENT, topic=spec.name)

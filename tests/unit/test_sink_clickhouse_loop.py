@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.clickhouse.sink import ClickHouseSink, SinkConfig
@@ -325,7 +326,12 @@ class CountingConsumer(FakeConsumer):
         super().commit(offsets, asynchronous)
 
 
+def _samples(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"component": "clickhouse-sink", **labels}) or 0.0
+
+
 def test_the_next_batch_is_read_while_the_previous_one_is_inserted() -> None:
+    inserts_before = _samples("filas_processing_seconds_count", stage="insert")
     consumer = CountingConsumer(messages(400))
     clickhouse = OrderedClickHouse(consumer)
     consumer.clickhouse = clickhouse
@@ -346,6 +352,9 @@ def test_the_next_batch_is_read_while_the_previous_one_is_inserted() -> None:
     assert consumer.early_commits == [], "an offset was committed before ClickHouse held it"
     assert consumer.committed_offsets == {0: 400, 1: 400}
     assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows) == 800
+    # The writer's INSERTs count as the sink's processing time (the dependency rule, 0046).
+    inserted = _samples("filas_processing_seconds_count", stage="insert") - inserts_before
+    assert inserted == clickhouse.inserts
 
 
 def test_an_insert_failing_in_flight_is_retried_before_anything_later_is_written() -> None:
