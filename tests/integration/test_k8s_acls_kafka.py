@@ -1,0 +1,315 @@
+"""The generated KafkaUser ACLs (deploy/base/kafka/users.yaml, decision 0112) on a real broker
+with an authorizer: a private single-node Kafka (SCRAM, StandardAuthorizer, nothing allowed but
+what is granted) gets the ingress's and the request worker's users and exactly the ACLs
+``k8s_render.kafka_user`` renders for them. ``filas ingress serve`` and ``filas requests work``
+(the Deployments' commands, logs shipped to ``filas.logs``) then carry a service request from
+the HTTP API to the IXC simulator and back to ``done``; and the ingress's user is refused the
+topics it has no business with (subscriber passwords, contract status)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from pydantic import SecretStr
+
+from bench.requests_payment import SIM_TOKEN, SimThread
+from filas.admin import k8s_render
+from filas.admin.topics import TopicAdmin
+from filas.catalog import Catalog
+from filas.catalog.ixc_state import CONTRACT_STATUS, SUBSCRIBERS
+from filas.catalog.requests import REQUEST_STATUS
+from filas.local_platform.kafka import SCRAM_MECHANISM, KafkaCluster, KafkaNode
+from filas.local_platform.maven import KafkaVersions, fetch_kafka
+from filas.local_platform.processes import free_port
+from filas.local_platform.testing import local_settings
+from filas.settings import (
+    KafkaSettings,
+    SecurityProtocol,
+    Settings,
+    TopicsSettings,
+)
+from producers.ixc.simulator import SimulatedIsp
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "acl-test-token"
+PASSWORD = "acl-test-password"
+
+
+class AuthorizingCluster(KafkaCluster):
+    """The local cluster with Kafka's StandardAuthorizer: no ACL, no access (the admin user and
+    the controller listener's ANONYMOUS are super users)."""
+
+    def server_properties(self, node: KafkaNode) -> dict[str, str]:
+        assert self.scram is not None
+        return super().server_properties(node) | {
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{self.scram.name};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, platform_cache_dir: Path
+) -> Iterator[AuthorizingCluster]:
+    local = local_settings(
+        tmp_path_factory.mktemp("kafka-acl"), platform_cache_dir, start_timeout_s=240.0
+    )
+    libs = fetch_kafka(
+        platform_cache_dir,
+        KafkaVersions(local.kafka_version, local.log4j_version, local.slf4j_version),
+    )
+    base = KafkaCluster.from_settings(local, libs, secure=True)
+    cluster = AuthorizingCluster(
+        libs=libs,
+        home=local.home,
+        kafka_port=local.kafka_port,
+        controller_port=local.controller_port,
+        heap=local.kafka_heap,
+        scram=base.scram,
+        start_timeout_s=local.start_timeout_s,
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop(grace_s=20)
+
+
+def kafka_as(cluster: KafkaCluster, user: str, password: str) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=cluster.bootstrap_servers,
+        security_protocol=SecurityProtocol.SASL_PLAINTEXT,
+        sasl_mechanism=SCRAM_MECHANISM,
+        sasl_username=user,
+        sasl_password=SecretStr(password),
+    )
+
+
+_RESOURCE = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+_PATTERN = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
+
+
+def acl_bindings(user: dict[str, Any]) -> list[AclBinding]:
+    """The Strimzi KafkaUser's ACLs as Kafka ACL bindings (what Strimzi's user operator sets)."""
+    principal = f"User:{user['metadata']['name']}"
+    bindings = []
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        if resource["type"] == "cluster":
+            kind, name, pattern = ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL
+        else:
+            kind, name = _RESOURCE[resource["type"]], resource["name"]
+            pattern = _PATTERN[resource.get("patternType", "literal")]
+        for operation in acl["operations"]:
+            bindings.append(
+                AclBinding(
+                    kind,
+                    name,
+                    pattern,
+                    principal,
+                    acl.get("host", "*"),
+                    AclOperation[operation.upper()],
+                    AclPermissionType.ALLOW,
+                )
+            )
+    return bindings
+
+
+def grant(cluster: KafkaCluster, catalog: Catalog, *names: str) -> dict[str, str]:
+    """SCRAM users and the rendered ACLs for these workloads; returns workload -> user."""
+    admin = AdminClient(cluster.client_config())
+    users = {}
+    bindings: list[AclBinding] = []
+    for workload in k8s_render.WORKLOADS:
+        if workload.name not in names:
+            continue
+        user = k8s_render.kafka_user(workload, catalog)
+        users[workload.name] = user["metadata"]["name"]
+        bindings += acl_bindings(user)
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
+    upserts = [UserScramCredentialUpsertion(u, info, PASSWORD.encode()) for u in users.values()]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(30)
+    for future in admin.create_acls(bindings).values():
+        future.result(30)
+    return users
+
+
+def refused(kafka: KafkaSettings, action: str, topic: str) -> bool:
+    """Does the broker refuse this user reading (or writing) ``topic``?"""
+    conf = kafka.client_config() | {"client.id": "acl-probe"}
+    if action == "read":
+        consumer = Consumer(conf | {"group.id": f"filas-acl-probe-{uuid.uuid4().hex[:6]}"})
+        try:
+            consumer.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is not None and msg.error() is not None:
+                    return msg.error().code() in (
+                        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                        KafkaError.GROUP_AUTHORIZATION_FAILED,
+                    )
+            return False
+        finally:
+            consumer.close()
+    errors: list[KafkaError] = []
+    producer = Producer(conf | {"message.timeout.ms": 15000})
+    producer.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(30)
+    return (
+        bool(errors)
+        and errors[0] is not None
+        and (errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    )
+
+
+def cli_env(settings: Settings, kafka: KafkaSettings, extra: dict[str, str]) -> dict[str, str]:
+    """A ``filas`` process's environment: this cluster as ``kafka``'s user, the session's
+    registry, the test's prefix (and nothing from the developer's shell)."""
+    assert kafka.sasl_username is not None
+    assert kafka.sasl_password is not None
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FILAS_")}
+    return env | {
+        "FILAS_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FILAS_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol.value,
+        "FILAS_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism,
+        "FILAS_KAFKA__SASL_USERNAME": kafka.sasl_username,
+        "FILAS_KAFKA__SASL_PASSWORD": kafka.sasl_password.get_secret_value(),
+        "FILAS_REGISTRY__URL": settings.registry.url,
+        "FILAS_TOPICS__PREFIX": settings.topics.prefix,
+        "FILAS_METRICS__PORT": str(free_port()),
+        **extra,
+    }
+
+
+def wait_for(what: str, check: Callable[[], bool], procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for proc in procs:
+            assert proc.poll() is None, f"a process exited with {proc.returncode}"
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within 90 s")
+
+
+def http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - the test's ingress on 127.0.0.1
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code), json.loads(exc.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+def test_ingress_and_workers_work_with_only_their_generated_acls(
+    cluster: AuthorizingCluster, platform: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    catalog = Catalog.build(unique_name)
+    assert cluster.scram is not None
+    TopicAdmin(kafka_as(cluster, cluster.scram.name, cluster.scram.password)).apply(catalog)
+    users = grant(cluster, catalog, "ingress", "ixc-requests")
+    isp = SimulatedIsp(seed=1, customers=50, devices=0, nas=1)
+    blocked = next(r["id"] for r in isp.records("cliente_contrato") if r["status_internet"] == "CA")
+    sim = SimThread(isp)
+    settings = platform.model_copy(update={"topics": TopicsSettings(prefix=unique_name)})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    ingress_env = cli_env(
+        settings,
+        kafka_as(cluster, users["ingress"], PASSWORD),
+        {"FILAS_INGRESS__PORT": str(port), "FILAS_INGRESS__TOKENS": json.dumps({"noc": TOKEN})},
+    )
+    worker_env = cli_env(
+        settings,
+        kafka_as(cluster, users["ixc-requests"], PASSWORD),
+        {
+            "FILAS_IXC__BASE_URL": sim.url,
+            "FILAS_IXC__TOKEN": SIM_TOKEN,
+            "FILAS_IXC__MIN_REQUEST_INTERVAL_S": "0",
+            "FILAS_IXC__WATERMARK_PATH": str(tmp_path / "watermarks.json"),
+        },
+    )
+    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("ingress", "worker")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "filas.cli.main", *args],
+            env=env,
+            stdout=logs[name],
+            stderr=subprocess.STDOUT,
+        )
+        for name, args, env in (
+            ("ingress", ("ingress", "serve"), ingress_env),
+            ("worker", ("requests", "work"), worker_env),
+        )
+    ]
+    try:
+        wait_for("ingress ready", lambda: http_json(f"{base}/healthz")[0] == 200, procs)
+        worker_log = tmp_path / "worker.log"
+        wait_for("worker up", lambda: b"ixc requests worker up" in worker_log.read_bytes(), procs)
+        status, body = http_json(
+            f"{base}/v1/requests", {"type": "trust_unblock", "params": {"contract_id": blocked}}
+        )
+        assert status == 202, body
+        state: list[str] = []
+
+        def final() -> bool:
+            state[:] = [str(http_json(body["status_url"])[1].get("state"))]
+            return state[0] in ("done", "failed", "dead_lettered")
+
+        wait_for("request final", final, procs)
+        assert state == ["done"], (tmp_path / "worker.log").read_text()[-3000:]
+        assert isp.get("cliente_contrato", blocked)["status_internet"] == "A"
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for handle in logs.values():
+            handle.close()
+        sim.stop()
+    # What the ingress's user may not touch ...
+    ingress_kafka = kafka_as(cluster, users["ingress"], PASSWORD)
+    assert refused(ingress_kafka, "read", catalog.resolve(SUBSCRIBERS).name)
+    assert refused(ingress_kafka, "write", catalog.resolve(CONTRACT_STATUS).name)
+    # ... and what it may: the control is the same probe on its own status topic.
+    assert not refused(ingress_kafka, "write", catalog.resolve(REQUEST_STATUS).name)
