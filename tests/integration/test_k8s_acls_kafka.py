@@ -3,8 +3,10 @@ with an authorizer: a private single-node Kafka (SCRAM, StandardAuthorizer, noth
 what is granted) gets the ingress's and the request worker's users and exactly the ACLs
 ``k8s_render.kafka_user`` renders for them. ``filas ingress serve`` and ``filas requests work``
 (the Deployments' commands, logs shipped to ``filas.logs``) then carry a service request from
-the HTTP API to the IXC simulator and back to ``done``; and the ingress's user is refused the
-topics it has no business with (subscriber passwords, contract status)."""
+the HTTP API to the IXC simulator and back to ``done``; the ingress's user is refused the
+topics it has no business with (subscriber passwords, contract status); and ``filas sink run``
+as its own user lands the request's status rows in ClickHouse and dead-letters an unreadable
+record."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
@@ -37,10 +39,13 @@ from confluent_kafka.admin import (
 from pydantic import SecretStr
 
 from bench.requests_payment import SIM_TOKEN, SimThread
+from consumers.clickhouse.client import ClickHouse, quote
+from consumers.clickhouse.tables import table_name
 from filas.admin import k8s_render
 from filas.admin.topics import TopicAdmin
 from filas.catalog import Catalog
 from filas.catalog.ixc_state import CONTRACT_STATUS, SUBSCRIBERS
+from filas.catalog.network import ALERTS
 from filas.catalog.requests import REQUEST_STATUS
 from filas.local_platform.kafka import SCRAM_MECHANISM, KafkaCluster, KafkaNode
 from filas.local_platform.maven import KafkaVersions, fetch_kafka
@@ -243,7 +248,7 @@ def test_ingress_and_workers_work_with_only_their_generated_acls(
     catalog = Catalog.build(unique_name)
     assert cluster.scram is not None
     TopicAdmin(kafka_as(cluster, cluster.scram.name, cluster.scram.password)).apply(catalog)
-    users = grant(cluster, catalog, "ingress", "ixc-requests")
+    users = grant(cluster, catalog, "ingress", "ixc-requests", "clickhouse-sink")
     isp = SimulatedIsp(seed=1, customers=50, devices=0, nas=1)
     blocked = next(r["id"] for r in isp.records("cliente_contrato") if r["status_internet"] == "CA")
     sim = SimThread(isp)
@@ -294,6 +299,7 @@ def test_ingress_and_workers_work_with_only_their_generated_acls(
 
         wait_for("request final", final, procs)
         assert state == ["done"], (tmp_path / "worker.log").read_text()[-3000:]
+        request_id = str(body["request_id"])
         assert isp.get("cliente_contrato", blocked)["status_internet"] == "A"
     finally:
         for proc in procs:
@@ -313,3 +319,86 @@ def test_ingress_and_workers_work_with_only_their_generated_acls(
     assert refused(ingress_kafka, "write", catalog.resolve(CONTRACT_STATUS).name)
     # ... and what it may: the control is the same probe on its own status topic.
     assert not refused(ingress_kafka, "write", catalog.resolve(REQUEST_STATUS).name)
+    assert_the_sink_lands_and_dead_letters(cluster, settings, catalog, users, request_id, tmp_path)
+
+
+def assert_the_sink_lands_and_dead_letters(
+    cluster: AuthorizingCluster,
+    settings: Settings,
+    catalog: Catalog,
+    users: dict[str, str],
+    request_id: str,
+    tmp_path: Path,
+) -> None:
+    """The sink (every topic, every dead-letter topic) as its own user: the request's status
+    rows land in ClickHouse, and an unreadable record goes to its topic's .dlq."""
+    assert cluster.scram is not None
+    alerts = catalog.resolve(ALERTS).name
+    admin = Producer(cluster.client_config())
+    admin.produce(alerts, b"not an avro record", key=b"k")
+    admin.flush(30)
+    ch = settings.clickhouse
+    env = cli_env(
+        settings,
+        kafka_as(cluster, users["clickhouse-sink"], PASSWORD),
+        {
+            "FILAS_CLICKHOUSE__HOST": ch.host,
+            "FILAS_CLICKHOUSE__PORT": str(ch.port),
+            "FILAS_CLICKHOUSE__HTTP_PORT": str(ch.http_port),
+            "FILAS_CLICKHOUSE__DATABASE": ch.database,
+            "FILAS_CLICKHOUSE__USER": ch.user,
+            "FILAS_CLICKHOUSE__PASSWORD": ch.password.get_secret_value(),
+            "FILAS_CLICKHOUSE__SINK_PASSWORD": ch.sink_password.get_secret_value(),
+        }
+        | ({"FILAS_CLICKHOUSE__SINK_USER": ch.sink_user} if ch.sink_user else {}),
+    )
+    group = k8s_render.workload_groups(
+        next(w for w in k8s_render.WORKLOADS if w.name == "clickhouse-sink"), catalog
+    )[0]
+    table = table_name(catalog.resolve(REQUEST_STATUS).name)
+    clickhouse = ClickHouse(ch)
+    with (tmp_path / "sink.log").open("wb") as log:
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "filas.cli.main", "sink", "run", "--group", group],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def landed() -> bool:
+                try:
+                    rows = clickhouse.query(
+                        f"SELECT count() FROM {quote(table)} "  # noqa: S608
+                        "WHERE request_id = %(id)s AND state = 'DONE'",
+                        {"id": request_id},
+                    )
+                except Exception:  # the table is created when the sink starts
+                    return False
+                return bool(rows) and int(rows[0][0]) >= 1
+
+            wait_for("status rows in ClickHouse", landed, [sink])
+            dlq = catalog.dead_letter_for(catalog.resolve(ALERTS)).name
+            wait_for("dead letter", lambda: records(cluster, dlq) >= 1, [sink])
+        finally:
+            clickhouse.close()
+            sink.send_signal(signal.SIGINT)
+            try:
+                sink.wait(30)
+            except subprocess.TimeoutExpired:
+                sink.kill()
+                sink.wait(10)
+    assert "Traceback" not in (tmp_path / "sink.log").read_text()
+
+
+def records(cluster: KafkaCluster, topic: str) -> int:
+    consumer = Consumer(cluster.client_config() | {"group.id": "unused"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
