@@ -290,6 +290,7 @@ def produce_campaigns(p: Produced) -> None:
         (5, "temporary_failure", 1),
         (5, "sent", 2.5),
         (6, "skipped_optout", 1),
+        (7, "cancelled", 2),
     ]
     for i, status, minute in results:
         p.add(
@@ -523,7 +524,8 @@ def test_campaign_funnel(landed: Landed) -> None:
         1,
         1,
     )
-    assert k1["pending"] == 3
+    assert k1["cancelled"] == 1
+    assert k1["pending"] == 2
     assert k1["sent_ratio"] == 0.5
     k2 = rows[K2]
     assert (k2["queued"], k2["sent"], k2["pending"]) == (2, 0, 2)

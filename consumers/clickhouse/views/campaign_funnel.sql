@@ -1,7 +1,8 @@
 -- Campaign funnel: per campaign, messages queued (both priority lanes) in the window, and the
 -- latest delivery status of each: sent (accepted by the provider, delivered included),
 -- delivered (provider confirmed), failed (temporary, permanent, expired), skipped (opt-out,
--- window, frequency cap, invalid address). queued - sent - failed - skipped = still pending.
+-- window, frequency cap, invalid address), cancelled (withdrawn by a campaign cancel).
+-- queued - sent - failed - skipped - cancelled = still pending.
 -- params: start, end (DateTime, UTC; end excluded)
 SELECT
     campaign_id,
@@ -10,7 +11,8 @@ SELECT
     delivered,
     failed,
     skipped,
-    queued - sent - failed - skipped AS pending,
+    cancelled,
+    queued - sent - failed - skipped - cancelled AS pending,
     round(sent / queued, 4) AS sent_ratio
 FROM
 (
@@ -34,7 +36,8 @@ ANY LEFT JOIN
         countIf(status IN ('sent', 'delivered')) AS sent,
         countIf(status = 'delivered') AS delivered,
         countIf(status IN ('temporary_failure', 'permanent_failure', 'expired')) AS failed,
-        countIf(startsWith(status, 'skipped_')) AS skipped
+        countIf(startsWith(status, 'skipped_')) AS skipped,
+        countIf(status = 'cancelled') AS cancelled
     FROM
     (
         SELECT campaign_id, message_id, argMax(status, finished_at) AS status
