@@ -4,9 +4,9 @@ what is granted) gets the ingress's and the request worker's users and exactly t
 ``k8s_render.kafka_user`` renders for them. ``filas ingress serve`` and ``filas requests work``
 (the Deployments' commands, logs shipped to ``filas.logs``) then carry a service request from
 the HTTP API to the IXC simulator and back to ``done``; the ingress's user is refused the
-topics it has no business with (subscriber passwords, contract status); and ``filas sink run``
+topics it has no business with (subscriber passwords, contract status); ``filas sink run``
 as its own user lands the request's status rows in ClickHouse and dead-letters an unreadable
-record."""
+record; ``filas radius serve`` as its own user loads its replica and turns ``/ready``."""
 
 from __future__ import annotations
 
@@ -225,6 +225,14 @@ def wait_for(what: str, check: Callable[[], bool], procs: list[subprocess.Popen[
     raise AssertionError(f"{what}: not within 90 s")
 
 
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {}  # /ready answers plain text
+    return value if isinstance(value, dict) else {}
+
+
 def http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(  # noqa: S310 - the test's ingress on 127.0.0.1
         url,
@@ -234,10 +242,10 @@ def http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[s
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return int(response.status), json.loads(response.read())
+            return int(response.status), _json(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
-            return int(exc.code), json.loads(exc.read() or b"{}")
+            return int(exc.code), _json(exc.read())
     except OSError:
         return 0, {}
 
@@ -248,7 +256,7 @@ def test_ingress_and_workers_work_with_only_their_generated_acls(
     catalog = Catalog.build(unique_name)
     assert cluster.scram is not None
     TopicAdmin(kafka_as(cluster, cluster.scram.name, cluster.scram.password)).apply(catalog)
-    users = grant(cluster, catalog, "ingress", "ixc-requests", "clickhouse-sink")
+    users = grant(cluster, catalog, "ingress", "ixc-requests", "clickhouse-sink", "radius-gateway")
     isp = SimulatedIsp(seed=1, customers=50, devices=0, nas=1)
     blocked = next(r["id"] for r in isp.records("cliente_contrato") if r["status_internet"] == "CA")
     sim = SimThread(isp)
@@ -320,6 +328,43 @@ def test_ingress_and_workers_work_with_only_their_generated_acls(
     # ... and what it may: the control is the same probe on its own status topic.
     assert not refused(ingress_kafka, "write", catalog.resolve(REQUEST_STATUS).name)
     assert_the_sink_lands_and_dead_letters(cluster, settings, catalog, users, request_id, tmp_path)
+    assert_the_radius_gateway_loads_its_replica(cluster, settings, users, tmp_path)
+
+
+def assert_the_radius_gateway_loads_its_replica(
+    cluster: AuthorizingCluster, settings: Settings, users: dict[str, str], tmp_path: Path
+) -> None:
+    """``filas radius serve`` as its own user reads its replica (assigned readers with
+    throwaway group ids: the prefix ACL) and says so on ``/ready`` (decision 0113)."""
+    metrics = free_port()
+    env = cli_env(
+        settings,
+        kafka_as(cluster, users["radius-gateway"], PASSWORD),
+        {
+            "FILAS_METRICS__PORT": str(metrics),
+            "FILAS_RADIUS__BIND_HOST": "127.0.0.1",
+            "FILAS_RADIUS__AUTH_PORT": str(free_port()),
+            "FILAS_RADIUS__ACCT_PORT": str(free_port()),
+        },
+    )
+    with (tmp_path / "gateway.log").open("wb") as log:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "filas.cli.main", "radius", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            ready = f"http://127.0.0.1:{metrics}/ready"
+            wait_for("gateway ready", lambda: http_json(ready)[0] == 200, [gateway])
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait(10)
+    assert "radius gateway up" in (tmp_path / "gateway.log").read_text()
 
 
 def assert_the_sink_lands_and_dead_letters(
