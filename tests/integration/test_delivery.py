@@ -47,8 +47,8 @@ from filas.settings import (
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-# The relay-outage test keeps the relay down this long (the scenario is 30 s).
-RELAY_DOWN_S = float(os.environ.get("FILAS_TEST_RELAY_DOWN_S", "10"))
+# The relay-outage test keeps the relay down this long (the scenario; shorter by env).
+RELAY_DOWN_S = float(os.environ.get("FILAS_TEST_RELAY_DOWN_S", "30"))
 DOMAIN = "test.filas"
 # Per worker process: sends whose outcome Kafka has not acknowledged yet (the kill -9 exposure).
 MAX_UNACKED = 8
@@ -286,10 +286,12 @@ def test_relay_down_then_up_every_message_retried_and_delivered_once(env: Env) -
 
 
 def test_transactional_overtakes_a_bulk_backlog(env: Env) -> None:
-    bulk_n, urgent_n = 5000, 5
+    # The scenario: 50,000 bulk queued (published in ~1-3 s); the worker sends a few
+    # hundred of them, then the transactional messages must not wait for the rest.
+    bulk_n, urgent_n = 50_000, 5
     with SmtpSink() as sink:
         publish(env, campaign_messages(bulk_n, domain=DOMAIN))
-        # 500/s: the backlog takes 10 s; the urgent messages must not wait for it.
+        # 500/s: the backlog takes 100 s; the urgent messages must not wait for it.
         settings = smtp_settings(env, sink, rate_per_s=500.0, concurrency=16)
         urgent_ids: set[str] = set()
 
@@ -314,7 +316,8 @@ def test_transactional_overtakes_a_bulk_backlog(env: Env) -> None:
         received = sink.by_message_id()
     bulk_received = sum(1 for mid in received if mid not in urgent_ids)
     assert urgent_ids <= set(received)
-    assert bulk_received < bulk_n - 2000, "the urgent messages waited for the bulk backlog"
+    # Delivered with more than 90% of the backlog still queued (a few hundred sent meanwhile).
+    assert bulk_received < bulk_n // 10, "the urgent messages waited for the bulk backlog"
 
 
 def _worker_env(env: Env, sink: SmtpSink, rate: float, concurrency: int) -> dict[str, str]:
