@@ -11,8 +11,8 @@
 * ``kafka/users.yaml``: one Strimzi ``KafkaUser`` (SCRAM-SHA-512, simple authorization) per
   workload, with ACLs from its ``KafkaAccess``: the topics it reads and writes, the dead-letter
   topics it writes, its consumer groups (the lag sources', the extra ones, the prefixes of its
-  throwaway readers) and ``filas.logs``; plus KEDA's (describe only) and the operators' user
-  (docs/decisions/0112).
+  throwaway readers) and ``filas.logs``; plus KEDA's (describe only), the operators' and the
+  schema registry's users (docs/decisions/0112).
 
 Everything here is pure (no cluster, no network): unit tests compare the committed files with
 the render and validate every manifest.
@@ -904,9 +904,29 @@ def operator_user() -> dict[str, Any]:
     )
 
 
+# Apicurio's kafkasql storage (registry/apicurio.yaml sets the group prefix; the topic names are
+# Apicurio 3.3's defaults: the journal, its snapshots and the registry's events).
+REGISTRY_USER = f"{KAFKA_CLUSTER}-registry"
+REGISTRY_TOPICS = ("kafkasql-journal", "kafkasql-snapshots", "registry-events")
+REGISTRY_GROUP_PREFIX = f"{KAFKA_CLUSTER}-registry-"
+
+
+def registry_user() -> dict[str, Any]:
+    """Apicurio's SCRAM user: its own topics (it creates them and checks their configs) and
+    the consumer groups it makes at every start (<prefix><uuid>)."""
+    topic_ops = ("Create", "Describe", "DescribeConfigs", "Read", "Write")
+    return _user(
+        REGISTRY_USER,
+        {"app.kubernetes.io/name": "apicurio-registry", **PART_OF},
+        "Apicurio Registry's kafkasql storage: its journal, snapshot and event topics only.",
+        [_acl(_topic(t), topic_ops) for t in REGISTRY_TOPICS]
+        + [_acl(_group(REGISTRY_GROUP_PREFIX, "prefix"), ("Describe", "Read"))],
+    )
+
+
 def render_users(catalog: Catalog, workloads: Sequence[Workload] = WORKLOADS) -> str:
     docs = [kafka_user(w, catalog) for w in workloads]
-    return _dump([*docs, keda_user(), operator_user()])
+    return _dump([*docs, keda_user(), operator_user(), registry_user()])
 
 
 def render_files(catalog: Catalog) -> dict[str, str]:

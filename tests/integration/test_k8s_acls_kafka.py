@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
@@ -47,12 +49,14 @@ from filas.catalog import Catalog
 from filas.catalog.ixc_state import CONTRACT_STATUS, SUBSCRIBERS
 from filas.catalog.network import ALERTS
 from filas.catalog.requests import REQUEST_STATUS
+from filas.local_platform.java import find_java, required_java
 from filas.local_platform.kafka import SCRAM_MECHANISM, KafkaCluster, KafkaNode
-from filas.local_platform.maven import KafkaVersions, fetch_kafka
+from filas.local_platform.maven import KafkaVersions, fetch_apicurio, fetch_kafka, quarkus_launcher
 from filas.local_platform.processes import free_port
 from filas.local_platform.testing import local_settings
 from filas.settings import (
     KafkaSettings,
+    LocalPlatformSettings,
     SecurityProtocol,
     Settings,
     TopicsSettings,
@@ -60,6 +64,8 @@ from filas.settings import (
 from producers.ixc.simulator import SimulatedIsp
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TOKEN = "acl-test-token"
 PASSWORD = "acl-test-password"
@@ -139,7 +145,7 @@ def acl_bindings(user: dict[str, Any]) -> list[AclBinding]:
                     pattern,
                     principal,
                     acl.get("host", "*"),
-                    AclOperation[operation.upper()],
+                    AclOperation[re.sub(r"(?<!^)(?=[A-Z])", "_", operation).upper()],
                     AclPermissionType.ALLOW,
                 )
             )
@@ -447,3 +453,73 @@ def records(cluster: KafkaCluster, topic: str) -> int:
         return total
     finally:
         consumer.close()
+
+
+def test_the_schema_registry_stores_schemas_with_only_its_generated_acls(
+    cluster: AuthorizingCluster, platform_cache_dir: Path, tmp_path: Path
+) -> None:
+    """Apicurio (kafkasql) configured exactly as registry/apicurio.yaml's environment says
+    (SCRAM through dotted pass-through variables, its group prefix), as the KafkaUser
+    filas-registry with only its rendered ACLs: it becomes ready and stores a schema."""
+    admin = AdminClient(cluster.client_config())
+    user = k8s_render.registry_user()
+    name = user["metadata"]["name"]
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
+    upsert = UserScramCredentialUpsertion(name, info, PASSWORD.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(30)
+    for future in admin.create_acls(acl_bindings(user)).values():
+        future.result(30)
+    manifest = next(
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/base/registry/apicurio.yaml").read_text())
+        if d and d["kind"] == "Deployment"
+    )
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("FILAS_", "APICURIO"))}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:  # the JAAS line Strimzi writes in the user's Secret
+            assert item["valueFrom"]["secretKeyRef"] == {"name": name, "key": "sasl.jaas.config"}
+            env[item["name"]] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{name}" password="{PASSWORD}";'
+            )
+    env["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"] = cluster.bootstrap_servers
+    env["apicurio.kafka.common.sasl.mechanism"] = SCRAM_MECHANISM  # this broker's (Strimzi: 512)
+    env.pop("JAVA_OPTS_APPEND", None)
+    app = fetch_apicurio(platform_cache_dir, LocalPlatformSettings().apicurio_version)
+    port, management = free_port(), free_port()
+    argv = [
+        find_java(max(17, required_java(next(app.rglob("apicurio-registry-app-*.jar"))))),
+        "-Xmx384m",
+        "-Dquarkus.http.host=127.0.0.1",
+        f"-Dquarkus.http.port={port}",
+        "-Dquarkus.management.host=127.0.0.1",
+        f"-Dquarkus.management.port={management}",
+        f"-Dapicurio.storage.snapshot.location={tmp_path / 'snapshots'}",
+        "-jar",
+        str(quarkus_launcher(app)),
+    ]
+    with (tmp_path / "registry.log").open("wb") as log:
+        registry = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=app)
+        try:
+            ready = f"http://127.0.0.1:{management}/health/ready"
+            wait_for("registry ready", lambda: http_json(ready)[0] == 200, [registry])
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/apis/ccompat/v7/subjects/acl-test-value/versions",
+                data=json.dumps({"schema": '{"type": "string"}'}).encode(),
+                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                assert "id" in json.loads(response.read())
+        finally:
+            registry.terminate()
+            try:
+                registry.wait(30)
+            except subprocess.TimeoutExpired:
+                registry.kill()
+                registry.wait(10)
+    assert records(cluster, "kafkasql-journal") >= 1

@@ -582,8 +582,18 @@ def test_kafka_authorization_is_on_and_every_process_has_its_own_user(
 ) -> None:
     for name, docs in builds.items():
         (kafka,) = _by_kind(docs, "Kafka").values()
-        assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple", name
+        assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}, name  # no super user
+        for listener in kafka["spec"]["kafka"]["listeners"]:
+            assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
         users = _by_kind(docs, "KafkaUser")
+        registry = _pod_spec(_by_kind(docs, "Deployment")["apicurio-registry"])["containers"][0]
+        env = {e["name"]: e for e in registry["env"]}
+        jaas = env["apicurio.kafka.common.sasl.jaas.config"]["valueFrom"]["secretKeyRef"]
+        assert jaas == {"name": "filas-registry", "key": "sasl.jaas.config"}
+        assert jaas["name"] in users
+        prefix = env["apicurio.kafkasql.consumer.group-prefix"]["value"]
+        granted = [a["resource"] for a in users["filas-registry"]["spec"]["authorization"]["acls"]]
+        assert {"type": "group", "name": prefix, "patternType": "prefix"} in granted
         seen = set()
         for deployment in _by_kind(docs, "Deployment").values():
             for container in _pod_spec(deployment)["containers"]:
