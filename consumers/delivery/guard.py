@@ -38,6 +38,7 @@ DELIVERY_SKIPPED = Counter(
 
 # Verdicts (the first two are DeliveryResult statuses).
 SKIPPED_OPT_OUT = "skipped_optout"
+SKIPPED_FREQUENCY_CAP = "skipped_frequency_cap"  # decided by the worker (decision 0074)
 CANCELLED = "cancelled"
 PAUSED = "paused"
 

@@ -25,6 +25,10 @@ from schemas.serde import AvroSerde
 
 SENDING = "sending"
 DONE = "done"
+SENT_STATUSES = frozenset({"sent", "delivered"})
+DAY_MS = 86_400_000
+
+CapKey = tuple[str, str, str]  # recipient_id, channel, lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,44 @@ class LedgerEntry:
     state: str
     status: str | None
     attempt: int
+    # Who and when, for the frequency caps at send (None in entries older than decision 0074).
+    campaign_id: str | None = None
+    recipient_id: str | None = None
+    channel: str | None = None
+    lane: str | None = None
+    at_ms: int = 0
+
+
+class SendHistory:
+    """Messages sent (or being sent) per (recipient, channel, lane) in the last 24 h, per ledger
+    partition: the frequency cap at send (decision 0074). A recipient's messages of one lane are
+    all on one partition, owned by one worker, so counting here is exact across fan-out and
+    delivery instances."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[CapKey, dict[str, tuple[int, str]]]] = {}
+
+    def add(self, partition: int, key: CapKey, message_id: str, campaign_id: str, at: int) -> None:
+        self._parts.setdefault(partition, {}).setdefault(key, {})[message_id] = (at, campaign_id)
+
+    def discard(self, partition: int, key: CapKey, message_id: str) -> None:
+        found = self._parts.get(partition, {}).get(key)
+        if found is not None:
+            found.pop(message_id, None)
+
+    def count(self, partition: int, key: CapKey, now_ms: int, exclude_campaign: str) -> int:
+        """Messages of OTHER campaigns sent in the 24 h before ``now_ms`` (older ones dropped)."""
+        found = self._parts.get(partition, {}).get(key)
+        if not found:
+            return 0
+        for message_id, (at, _) in list(found.items()):
+            if at <= now_ms - DAY_MS:
+                del found[message_id]
+        return sum(1 for _, campaign in found.values() if campaign != exclude_campaign)
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._parts.pop(p, None)
 
 
 class Ledger:
@@ -41,6 +83,7 @@ class Ledger:
         self._entries: dict[int, dict[str, LedgerEntry]] = {}
         # Next ledger offset to read per partition (what catch_up has seen).
         self.positions: dict[int, int] = {}
+        self.sends = SendHistory()
 
     def get(self, partition: int, message_id: str) -> LedgerEntry | None:
         return self._entries.get(partition, {}).get(message_id)
@@ -51,14 +94,44 @@ class Ledger:
         if old is not None and old.state == DONE and entry.state != DONE:
             return  # an outcome is final
         entries[message_id] = entry
+        if (
+            entry.state == DONE
+            and entry.campaign_id is not None
+            and entry.recipient_id is not None
+            and entry.channel is not None
+            and entry.lane is not None
+        ):
+            key = (entry.recipient_id, entry.channel, entry.lane)
+            if entry.status in SENT_STATUSES:
+                self.sends.add(partition, key, message_id, entry.campaign_id, entry.at_ms)
+            else:  # not sent after all: no longer counts (a reservation is withdrawn)
+                self.sends.discard(partition, key, message_id)
 
     def drop(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self._entries.pop(p, None)
             self.positions.pop(p, None)
+        self.sends.drop(partitions)
 
     def __len__(self) -> int:
         return sum(len(e) for e in self._entries.values())
+
+
+def entry_of(record: Any) -> LedgerEntry:
+    """A decoded ``DeliveryLedgerEntry`` record as kept in memory."""
+    written = record["written_at"]
+    at_ms = int(written.timestamp() * 1000) if hasattr(written, "timestamp") else int(written)
+    campaign = record.get("campaign_id")
+    return LedgerEntry(
+        str(record["state"]),
+        record.get("status"),
+        int(record["attempt"]),
+        campaign_id=None if campaign is None else str(campaign),
+        recipient_id=str(record["recipient_id"]),
+        channel=str(record["channel"]),
+        lane=record.get("lane"),
+        at_ms=at_ms,
+    )
 
 
 class LedgerReader:
@@ -122,11 +195,7 @@ class LedgerReader:
                     p = msg.partition()
                     if msg.value() is not None:
                         r = self.serde.deserialize(msg.value())
-                        ledger.record(
-                            p,
-                            str(r["message_id"]),
-                            LedgerEntry(str(r["state"]), r.get("status"), int(r["attempt"])),
-                        )
+                        ledger.record(p, str(r["message_id"]), entry_of(r))
                         read += 1
                     ledger.positions[p] = msg.offset() + 1
                     if p in pending and msg.offset() + 1 >= pending[p]:

@@ -29,9 +29,15 @@ from typing import Any, Literal
 from confluent_kafka import Message
 
 from consumers.delivery.channels import Channel, Outcome, OutgoingMessage, SendResult
-from consumers.delivery.guard import DELIVERY_SKIPPED, PAUSED, SendGuard, Verdict
+from consumers.delivery.guard import (
+    DELIVERY_SKIPPED,
+    PAUSED,
+    SKIPPED_FREQUENCY_CAP,
+    SendGuard,
+    Verdict,
+)
 from consumers.delivery.http_gateway import HttpChannel
-from consumers.delivery.ledger import DONE, SENDING, Ledger, LedgerEntry, LedgerReader
+from consumers.delivery.ledger import DONE, SENDING, Ledger, LedgerReader, entry_of
 from consumers.delivery.limits import ConcurrencyLimit, RateLimiter, backoff_delay, share
 from consumers.delivery.smtp import SmtpChannel
 from filas.bootstrap import Serdes, build_producer, build_serdes
@@ -143,6 +149,7 @@ class DeliveryStats:
     held: int = 0
     held_paused: int = 0
     skipped_opt_out: int = 0
+    skipped_frequency_cap: int = 0
     cancelled: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -579,6 +586,11 @@ class DeliveryWorker:
                         await marker
                     await self._skip(spec, msg, record, verdict, attempts)
                     return
+                if attempts == 0:
+                    capped = self._frequency_cap(msg.partition(), record)
+                    if capped is not None:
+                        await self._skip(spec, msg, record, capped, attempts)
+                        return
                 attempts += 1
                 async with self.concurrency:
                     await self.limiter.acquire()
@@ -642,6 +654,25 @@ class DeliveryWorker:
         self._provider_seconds.observe(time.perf_counter() - dep_start)
         return result, marker
 
+    def _frequency_cap(self, partition: int, record: Mapping[str, Any]) -> Verdict | None:
+        """The campaign's per-recipient cap, checked against what this partition's recipients
+        were sent in the last 24 h (decision 0074); not capped: the send is counted now, before
+        any await, so two messages of one recipient in flight together are counted exactly."""
+        key = (str(record["recipient_id"]), self.channel_name, str(record["lane"]))
+        campaign = str(record["campaign_id"])
+        now_ms = int(time.time() * 1000)
+        cap = record.get("frequency_cap_per_day")
+        if cap is not None:
+            sent = self.ledger.sends.count(partition, key, now_ms, campaign)
+            if sent >= int(cap):
+                return Verdict(
+                    SKIPPED_FREQUENCY_CAP,
+                    f"frequency cap: {sent} message(s) of other campaigns in the last 24 h "
+                    f"(cap {cap})",
+                )
+        self.ledger.sends.add(partition, key, str(record["message_id"]), campaign, now_ms)
+        return None
+
     async def _skip(
         self,
         spec: TopicSpec,
@@ -653,6 +684,8 @@ class DeliveryWorker:
         """A final 'not sent' outcome: result event + ``done`` entry, so it is never retried."""
         if verdict.status == "cancelled":
             self.stats.cancelled += 1
+        elif verdict.status == SKIPPED_FREQUENCY_CAP:
+            self.stats.skipped_frequency_cap += 1
         else:
             self.stats.skipped_opt_out += 1
         DELIVERY_SKIPPED.labels(COMPONENT, self.channel_name, verdict.status).inc()
@@ -726,11 +759,11 @@ class DeliveryWorker:
             "attempt": attempt,
             "worker": self.instance,
             "written_at": datetime.now(UTC),
+            "campaign_id": str(record["campaign_id"]),
+            "lane": str(record["lane"]),
         }
         delivery = await self._producer.emit(self.ledger_spec, entry)
-        self.ledger.record(
-            delivery.partition, str(record["message_id"]), LedgerEntry(state, status, attempt)
-        )
+        self.ledger.record(delivery.partition, str(record["message_id"]), entry_of(entry))
 
     async def _dead_letter(self, spec: TopicSpec, msg: Message, error: FilasError) -> None:
         assert self._producer is not None

@@ -74,6 +74,8 @@ def message_record(
         "not_before": message.not_before_ms,
         "expires_at": None,
         "purpose": campaign.purpose,
+        # Re-checked at send against what the recipient was really sent (decision 0074).
+        "frequency_cap_per_day": campaign.frequency_cap,
     }
 
 
