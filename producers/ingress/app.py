@@ -319,7 +319,10 @@ class Ingress:
         key: str | None,
         event_ids: list[str],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        # Whole milliseconds, as Avro's timestamp-millis keeps them: the record put in the view
+        # now is the one read back from the topic later (and the status URL shows the same).
+        ms = int(self._clock() * 1000)
+        now = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
         status_event, request_event = event_ids
         common = {
             "request_id": request_id,

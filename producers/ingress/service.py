@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,43 @@ from producers.ingress.app import COMPONENT, Ingress
 from producers.sdk import EventProducer
 
 log = logging.getLogger(__name__)
+
+Encoded = tuple[str, str, bytes]  # topic name, key, value bytes
+
+
+class OwnEchoes:
+    """The status view's decoder, minus the decoding of this instance's own QUEUED records.
+
+    The view's tail reads back every status record, including the QUEUED ones this ingress has
+    just produced and already ``put`` in the view itself. The publisher registers each one by its
+    exact value bytes before producing it; when the tail reads those bytes back it gets the same
+    record (timestamps are whole milliseconds, as Avro keeps them) without an Avro decode. Other
+    instances' and workers' records are decoded as before. Bounded: past ``limit`` unread echoes
+    (a stalled tail), new ones are simply decoded."""
+
+    def __init__(self, decode: Callable[[bytes], Mapping[str, Any]], limit: int = 50_000) -> None:
+        self._decode = decode
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._pending: dict[bytes, Mapping[str, Any]] = {}
+
+    def expect(self, value: bytes, record: Mapping[str, Any]) -> None:
+        with self._lock:
+            if len(self._pending) < self._limit:
+                self._pending[value] = record
+
+    def forget(self, value: bytes) -> None:
+        with self._lock:
+            self._pending.pop(value, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def __call__(self, value: bytes) -> Mapping[str, Any]:
+        with self._lock:
+            record = self._pending.pop(value, None)
+        return self._decode(value) if record is None else record
 
 
 class AckWaiter:
@@ -64,9 +101,16 @@ class AckWaiter:
     async def produce(self, records: list[tuple[TopicSpec, Mapping[str, Any]]]) -> None:
         """Produce every record now; returns when all are acknowledged. Raises DeliveryError /
         ValidationError (nothing produced when encoding fails: every record is encoded first)."""
+        await self.produce_encoded(self.encode(records))
+
+    def encode(self, records: list[tuple[TopicSpec, Mapping[str, Any]]]) -> list[Encoded]:
+        """(topic, key, value bytes) of each record; raises ValidationError."""
+        return [self._producer.encode(spec, record) for spec, record in records]
+
+    async def produce_encoded(self, encoded: list[Encoded]) -> None:
+        """Hand already-encoded records to librdkafka; returns when all are acknowledged."""
         loop = self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        encoded = [self._producer.encode(spec, record) for spec, record in records]
         future: asyncio.Future[None] = loop.create_future()
         left = [len(encoded)]
 
@@ -106,8 +150,9 @@ class KafkaPublisher:
     """The QUEUED status and the request on its lane, produced together and awaited until both
     are acknowledged (acks=all): the 202 is a durability promise."""
 
-    def __init__(self, acks: AckWaiter, catalog: Catalog) -> None:
+    def __init__(self, acks: AckWaiter, catalog: Catalog, echoes: OwnEchoes | None = None) -> None:
         self._acks = acks
+        self._echoes = echoes
         self._status = catalog.resolve(REQUEST_STATUS)
         self._lanes = LaneRouter(catalog, LANES)
         self._timer = DEPENDENCY_SECONDS.labels(component=COMPONENT, dependency="kafka")
@@ -121,8 +166,16 @@ class KafkaPublisher:
         started = time.perf_counter()
         # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
         # (docs/decisions/0081: views rank it lowest, workers re-assert over it).
+        encoded = self._acks.encode([(self._status, status), (lane, request)])
+        echo = encoded[0][2]
+        if self._echoes is not None:
+            self._echoes.expect(echo, status)
         try:
-            await self._acks.produce([(self._status, status), (lane, request)])
+            await self._acks.produce_encoded(encoded)
+        except BaseException:
+            if self._echoes is not None:
+                self._echoes.forget(echo)
+            raise
         finally:
             self._timer.observe(time.perf_counter() - started)
         self._out[lane.name].inc()
@@ -142,11 +195,11 @@ class IngressService:
         fast = settings.kafka.model_copy(update={"linger_ms": settings.ingress.producer_linger_ms})
         settings = settings.model_copy(update={"kafka": fast})
         status_spec = self.catalog.resolve(REQUEST_STATUS)
-        self.tail = StatusTail(settings.kafka, status_spec, serdes(status_spec).deserialize)
+        self.echoes = OwnEchoes(serdes(status_spec).deserialize)
+        self.tail = StatusTail(settings.kafka, status_spec, self.echoes)
         self.producer = AckWaiter(build_producer(settings, catalog=self.catalog, serdes=serdes))
-        self.ingress = Ingress(
-            settings.ingress, KafkaPublisher(self.producer, self.catalog), self.tail.view
-        )
+        publisher = KafkaPublisher(self.producer, self.catalog, self.echoes)
+        self.ingress = Ingress(settings.ingress, publisher, self.tail.view)
         self.ingress.ready = lambda: self.tail.ready
         self._runner: web.AppRunner | None = None
         self.port = 0

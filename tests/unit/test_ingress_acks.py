@@ -4,6 +4,7 @@ acknowledged; a failed record fails the request; reports are served by the loop'
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -111,3 +112,58 @@ async def test_a_full_queue_gives_up_loudly_without_blocking_the_loop() -> None:
     acks = waiter(FakeProducer(full=True))
     with pytest.raises(BackpressureTimeoutError):
         await asyncio.wait_for(acks.produce([(SPEC, {"id": 1})]), 5)
+
+
+def test_own_echo_is_returned_without_decoding_and_equals_the_decoded_record() -> None:
+    """The status view's tail gets this instance's QUEUED back without an Avro decode, and
+    what it gets is exactly what decoding would have given (so the status URL is the same)."""
+    from fastavro import schemaless_reader
+
+    from consumers.ixc_requests.status_view import StatusView
+    from filas.settings import IngressSettings
+    from producers.ingress.app import Ingress, status_body
+    from producers.ingress.request_types import parse_submission
+    from producers.ingress.service import OwnEchoes
+    from schemas.catalog import SchemaCatalog
+    from schemas.fast_writer import compile_encoder
+
+    schema = SchemaCatalog.load().get("ixc.filas.request.RequestStatus")
+    encode = compile_encoder(schema.parsed, schema.named_types)
+
+    def avro_decode(value: bytes) -> Mapping[str, Any]:
+        import io
+
+        record: Mapping[str, Any] = schemaless_reader(io.BytesIO(value), schema.parsed, None)
+        return record
+
+    decoded: list[bytes] = []
+
+    def decode(value: bytes) -> Mapping[str, Any]:
+        decoded.append(value)
+        return avro_decode(value)
+
+    ingress = Ingress(
+        IngressSettings(), cast(Any, None), StatusView(), clock=lambda: 1.7e9 + 0.1234567
+    )
+    valid = parse_submission({"type": "trust_unblock", "params": {"contract_id": "42"}})
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    status, _request = ingress._records(ids[0], "noc", valid, "k", ids[1:])
+    value = encode(status)
+    back = avro_decode(value)
+    # What the ingress reads from a record (the status URL's body, the idempotency checks) is
+    # the same for the echo and the decoded record: timestamps are whole milliseconds.
+    assert status_body(back, "http://x") == status_body(status, "http://x")
+    for field in ("client_id", "fingerprint", "state", "error_code", "submitted_at"):
+        assert back[field] == status[field]
+
+    echoes = OwnEchoes(decode, limit=1)
+    echoes.expect(value, status)
+    echoes.expect(b"other", status)  # past the limit: not remembered
+    assert len(echoes) == 1
+    assert echoes(value) is status
+    assert decoded == []
+    assert echoes(value) == back  # a second read decodes
+    assert decoded == [value]
+    echoes.expect(value, status)
+    echoes.forget(value)  # a failed produce
+    assert len(echoes) == 0
