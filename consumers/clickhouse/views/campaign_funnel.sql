@@ -1,8 +1,8 @@
 -- Campaign funnel: per campaign, messages queued (both priority lanes) in the window, and the
 -- latest delivery status of each: sent (accepted by the provider, delivered included),
--- delivered (provider confirmed), failed (temporary, permanent, expired), skipped (opt-out,
--- window, frequency cap, invalid address), cancelled (withdrawn by a campaign cancel).
--- queued - sent - failed - skipped - cancelled = still pending.
+-- delivered (provider confirmed), failed (temporary, permanent, expired, unknown: an ambiguous
+-- send not retried), skipped (opt-out, window, frequency cap, invalid address), cancelled
+-- (withdrawn by a campaign cancel). queued - sent - failed - skipped - cancelled = pending.
 -- params: start, end (DateTime, UTC; end excluded)
 SELECT
     campaign_id,
@@ -35,7 +35,7 @@ ANY LEFT JOIN
         campaign_id,
         countIf(status IN ('sent', 'delivered')) AS sent,
         countIf(status = 'delivered') AS delivered,
-        countIf(status IN ('temporary_failure', 'permanent_failure', 'expired')) AS failed,
+        countIf(status IN ('temporary_failure', 'permanent_failure', 'expired', 'unknown')) AS failed,
         countIf(startsWith(status, 'skipped_')) AS skipped,
         countIf(status = 'cancelled') AS cancelled
     FROM
