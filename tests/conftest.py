@@ -9,6 +9,7 @@ Nothing starts unless a collected test asks for it, so ``tests/unit`` runs with 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import uuid
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from filas.local_platform.local import LocalPlatform
 from filas.local_platform.testing import (
@@ -86,9 +89,50 @@ def platform_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platf
             update["clickhouse"] = base.clickhouse.model_copy(
                 update={"port": running.clickhouse_port, "http_port": running.clickhouse_http_port}
             )
-        yield PlatformSession(settings=base.model_copy(update=update), local=local, running=running)
+        settings = base.model_copy(update=update)
+        if external_kafka is None:
+            _SESSION_TOPICS.append(_TopicJanitor(settings))
+        yield PlatformSession(settings=settings, local=local, running=running)
     finally:
+        _SESSION_TOPICS.clear()
         local.down()
+
+
+class _TopicJanitor:
+    """Deletes the topics a test module created on the session's own broker. Every test makes
+    uniquely prefixed topics, and one broker holding all of them to the end of a session ran out
+    of file descriptors (a few per partition) and, earlier, of heap."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = AdminClient(dict(settings.kafka.client_config()))
+        self.at_start = self.topics()
+
+    def topics(self) -> set[str]:
+        names = self._admin.list_topics(timeout=30).topics
+        return {n for n in names if not n.startswith(("_", "kafkasql"))}
+
+    def delete_since(self, before: set[str]) -> None:
+        # Best effort: a topic a test deleted itself, or a broker a test stopped, is not a failure.
+        with contextlib.suppress(KafkaException):
+            created = sorted(self.topics() - before)
+            if created:
+                for future in self._admin.delete_topics(created, operation_timeout=30).values():
+                    with contextlib.suppress(KafkaException):
+                        future.result()
+
+
+# The janitor of the broker this session started; none when the tests run against services named
+# in the environment (those may be shared with other runs, whose topics are not ours to delete).
+_SESSION_TOPICS: list[_TopicJanitor] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_module_topics() -> Iterator[None]:
+    before = _SESSION_TOPICS[0].topics() if _SESSION_TOPICS else None
+    yield
+    if _SESSION_TOPICS:
+        janitor = _SESSION_TOPICS[0]
+        janitor.delete_since(janitor.at_start if before is None else before)
 
 
 @pytest.fixture(scope="session")
