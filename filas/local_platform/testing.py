@@ -74,3 +74,32 @@ def clickhouse_from_url(url: str, default_database: str = "filas") -> ClickHouse
         port=parsed.port or 9000,
         database=parsed.path.strip("/") or default_database,
     )
+
+
+def child_env(settings: Settings, prefix: str, home: Path) -> dict[str, str]:
+    """The environment for a ``filas`` child process: this one's, minus its FILAS_* variables,
+    plus those that point the child at ``settings``' Kafka, registry and ClickHouse, the topic
+    ``prefix`` and the local ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FILAS_")}
+    kafka, ch = settings.kafka, settings.clickhouse
+    env |= {
+        "FILAS_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FILAS_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol.value,
+        "FILAS_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism,
+        "FILAS_REGISTRY__URL": settings.registry.url,
+        "FILAS_CLICKHOUSE__HOST": ch.host,
+        "FILAS_CLICKHOUSE__PORT": str(ch.port),
+        "FILAS_CLICKHOUSE__HTTP_PORT": str(ch.http_port),
+        "FILAS_CLICKHOUSE__DATABASE": ch.database,
+        "FILAS_CLICKHOUSE__USER": ch.user,
+        "FILAS_CLICKHOUSE__PASSWORD": ch.password.get_secret_value(),
+        "FILAS_CLICKHOUSE__SINK_PASSWORD": ch.sink_password.get_secret_value(),
+        "FILAS_TOPICS__PREFIX": prefix,
+        "FILAS_LOCAL__HOME": str(home),
+    }
+    if ch.sink_user is not None:
+        env["FILAS_CLICKHOUSE__SINK_USER"] = ch.sink_user
+    if kafka.sasl_username is not None and kafka.sasl_password is not None:
+        env["FILAS_KAFKA__SASL_USERNAME"] = kafka.sasl_username
+        env["FILAS_KAFKA__SASL_PASSWORD"] = kafka.sasl_password.get_secret_value()
+    return env

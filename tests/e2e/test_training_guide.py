@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from filas.local_platform.processes import free_port
+from filas.local_platform.testing import child_env
 from filas.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -73,35 +74,14 @@ class Ran:
 
 def guide_env(settings: Settings, prefix: str, home: Path) -> dict[str, str]:
     """The FILAS_* variables `.filas/platform.env` gives the team, for the session platform."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FILAS_")}
-    kafka, ch = settings.kafka, settings.clickhouse
-    env |= {
-        "FILAS_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "FILAS_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol.value,
-        "FILAS_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism,
-        "FILAS_REGISTRY__URL": settings.registry.url,
-        "FILAS_CLICKHOUSE__HOST": ch.host,
-        "FILAS_CLICKHOUSE__PORT": str(ch.port),
-        "FILAS_CLICKHOUSE__HTTP_PORT": str(ch.http_port),
-        "FILAS_CLICKHOUSE__DATABASE": ch.database,
-        "FILAS_CLICKHOUSE__USER": ch.user,
-        "FILAS_CLICKHOUSE__PASSWORD": ch.password.get_secret_value(),
-        "FILAS_CLICKHOUSE__SINK_PASSWORD": ch.sink_password.get_secret_value(),
-        "FILAS_LOCAL__HOME": str(home),
+    return child_env(settings, prefix, home) | {
         # What the preparation's `export` lines set (the test's own area and ports).
-        "FILAS_TOPICS__PREFIX": prefix,
         "TREINO": f"{prefix}treino",
         "PORTA_STATUS": str(free_port()),
         "PORTA_IXC": str(free_port()),
         "PORTA_INGRESS": str(free_port()),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    if ch.sink_user is not None:
-        env["FILAS_CLICKHOUSE__SINK_USER"] = ch.sink_user
-    if kafka.sasl_username is not None and kafka.sasl_password is not None:
-        env["FILAS_KAFKA__SASL_USERNAME"] = kafka.sasl_username
-        env["FILAS_KAFKA__SASL_PASSWORD"] = kafka.sasl_password.get_secret_value()
-    return env
 
 
 def _group_alive(pgid: int) -> bool:
