@@ -1,8 +1,9 @@
 """Sink throughput: rows/s from Kafka into ClickHouse through the Filas sink vs clickhouse-client.
 
 Same run, same server, same rows: the sink consumes Avro accounting records from a topic,
-decodes them and inserts row tuples in batches (10k rows or 1 s) over the native protocol,
-committing offsets after each INSERT. The peer is ``clickhouse-client`` inserting exactly the rows
+decodes them (a batch at a time in native code, decision 0120) and inserts columns in batches
+(10k rows or 1 s; ``--batch-rows``) over the native protocol, committing offsets after each
+INSERT. The peer is ``clickhouse-client`` inserting exactly the rows
 the sink wrote (exported as TSV from the sink's table) into an identical table: ClickHouse's own
 bulk path with no Kafka, no Avro and no Python. The sink's time runs from its first record read to
 its last acknowledged INSERT (group join excluded); the peer's includes the client's start-up.
@@ -100,13 +101,18 @@ def sink_argv(group: str, batch_rows: int, linger_s: float, *extra: str) -> list
 
 
 def run_sink_processes(
-    count: int, settings: Settings, table: Table, clickhouse: ClickHouse, expected: int
+    count: int,
+    settings: Settings,
+    table: Table,
+    clickhouse: ClickHouse,
+    expected: int,
+    batch_rows: int = 10_000,
 ) -> float:
     """``count`` sink processes in one group; rows/s from ClickHouse's side (first rows seen
     to all rows seen, polled every 20 ms), so group joins and process start-up are excluded."""
     clickhouse.query(f"DROP TABLE IF EXISTS {quote(table.name)}")
     migrate(clickhouse, [table])
-    argv = sink_argv(f"bench-sink-{uuid.uuid4().hex[:8]}", 10_000, 1.0, "--idle-exit", "3")
+    argv = sink_argv(f"bench-sink-{uuid.uuid4().hex[:8]}", batch_rows, 1.0, "--idle-exit", "3")
     env = sink_env(settings, settings.clickhouse)
     procs = [
         subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -150,14 +156,20 @@ def client_argv(clickhouse: ClickHouseSettings) -> list[str]:
     return argv
 
 
-def run_sink(settings: Settings, table: Table, clickhouse: ClickHouse, expected: int) -> float:
+def run_sink(
+    settings: Settings,
+    table: Table,
+    clickhouse: ClickHouse,
+    expected: int,
+    batch_rows: int = 10_000,
+) -> float:
     clickhouse.query(f"DROP TABLE IF EXISTS {quote(table.name)}")
     migrate(clickhouse, [table])
     sink = build_sink(
         settings,
         topics=[ACCOUNTING.name],
         group_id=f"bench-sink-{uuid.uuid4().hex[:8]}",
-        config=SinkConfig(batch_rows=10_000, linger_s=1.0),
+        config=SinkConfig(batch_rows=batch_rows, linger_s=1.0),
     )
     stats = sink.run(idle_exit_s=3)
     if stats.total_rows != expected:
@@ -219,6 +231,12 @@ def main() -> None:
         default="",
         help="also time this many 'filas sink run' processes in one group (comma list; '' none)",
     )
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=10_000,
+        help="rows per INSERT (the sink's default; each INSERT writes a part, decision 0121)",
+    )
     args = parser.parse_args()
 
     with services(registry=True, clickhouse=True) as base:
@@ -247,13 +265,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
             tsv = Path(tmp) / "rows.tsv"
             for run in range(args.runs):
-                sink_rates.append(run_sink(settings, table, clickhouse, args.records))
+                sink_rates.append(
+                    run_sink(settings, table, clickhouse, args.records, args.batch_rows)
+                )
                 if run == 0:
                     export_tsv(ch_settings, table, tsv)
                     print(f"peer input: {tsv.stat().st_size / 1e6:.1f} MB of TSV")
                 for n in counts:
                     process_rates[n].append(
-                        run_sink_processes(n, settings, table, clickhouse, args.records)
+                        run_sink_processes(
+                            n, settings, table, clickhouse, args.records, args.batch_rows
+                        )
                     )
                 client_rates.append(run_client(ch_settings, clickhouse, table, tsv, args.records))
                 procs = ", ".join(f"{n} process(es) {r[-1]:,.0f}" for n, r in process_rates.items())

@@ -137,6 +137,22 @@ class ClickHouse:
             )
         return int(written) if isinstance(written, int) else len(rows)
 
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list[Any]]) -> int:
+        """Insert columns (one list per column, all of one length): no row tuples to gather.
+
+        The driver rewrites each list in place (a Nullable column's None becomes its null
+        value): pass lists nobody reads afterwards, new ones for a retry.
+        """
+        names = ", ".join(quote(c) for c in columns)
+        with self._translated(f"INSERT INTO {table}"):
+            written = self._client.execute(
+                f"INSERT INTO {quote(table)} ({names}) VALUES",
+                data,
+                columnar=True,
+                settings=_INSERT_SETTINGS,
+            )
+        return int(written) if isinstance(written, int) else len(data[0]) if data else 0
+
     def ensure_database(self) -> None:
         # Connecting to a missing database fails: create it from a connection to 'default'.
         admin = ClickHouse(self.settings, database="default")

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumers.clickhouse.client import quote
+from consumers.clickhouse.columnar import BatchDecodeError, ColumnarDecoder
 from consumers.clickhouse.errors import ClickHouseError, RowConversionError
 from consumers.clickhouse.row_decoder import RowDecoder
 from consumers.clickhouse.tables import Table
@@ -70,6 +71,10 @@ class DeadLetterSink(Protocol):
 class Inserter(Protocol):
     def insert(
         self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> int: ...
+
+    def insert_columns(
+        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]]
     ) -> int: ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
@@ -121,16 +126,52 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
 
 
 @dataclass
+class _Raw:
+    """Messages of one topic kept undecoded until the batch is handed off (decoded natively,
+    all at once: decision 0120)."""
+
+    msgs: list[Any] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    def keep(self, topic: str, revoked: set[tuple[str, int]]) -> int:
+        """Drop the revoked partitions' messages; returns how many were dropped."""
+        kept = [i for i, p in enumerate(self.partitions) if (topic, p) not in revoked]
+        dropped = len(self.msgs) - len(kept)
+        if dropped:
+            self.msgs = [self.msgs[i] for i in kept]
+            self.values = [self.values[i] for i in kept]
+            self.partitions = [self.partitions[i] for i in kept]
+            self.offsets = [self.offsets[i] for i in kept]
+        return dropped
+
+
+@dataclass
 class _Batch:
-    """Rows per table and the next offset per partition: what one INSERT round lands."""
+    """Rows per table and the next offset per partition: what one INSERT round lands.
+
+    A table's rows are row tuples (per-record path), column blocks (the natively decoded
+    messages: the data columns then the lineage columns, all of one length), and, until the
+    batch is handed off, the messages still to decode natively.
+    """
 
     rows: dict[str, list[Sequence[Any]]] = field(default_factory=dict)
+    blocks: dict[str, list[list[list[Any]]]] = field(default_factory=dict)
+    raw: dict[str, _Raw] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     pending: int = 0  # rows not yet acknowledged by ClickHouse
     started: float | None = None  # time.monotonic() of its first record
 
     def drop(self, revoked: set[tuple[str, int]]) -> None:
         """Forget the rows and offsets of revoked partitions (their next owner reads them)."""
+        for name, raw in self.raw.items():
+            self.pending -= raw.keep(name, revoked)
+        for name, blocks in self.blocks.items():
+            # Rare (a revoke with rows unwritten): back to row tuples, filtered below.
+            for block in blocks:
+                self.rows[name].extend(zip(*block, strict=True))
+            self.blocks[name] = []
         for name, rows in self.rows.items():
             kept = [r for r in rows if (name, r[-3]) not in revoked]
             self.pending -= len(rows) - len(kept)
@@ -175,6 +216,13 @@ class ClickHouseSink:
             schema_id = getattr(self._serdes[name], "schema_id", None)
             if table.decode_row is not None and isinstance(schema_id, int):
                 self._fast[name] = (header(schema_id), table.decode_row)
+        # Of those, the topics whose fetches decode natively into columns (columnar.py,
+        # decision 0120); a fetch that fails there takes the per-record path.
+        self._native: dict[str, tuple[bytes, ColumnarDecoder]] = {
+            name: (self._fast[name][0], decoder)
+            for name, table in self._tables.items()
+            if name in self._fast and (decoder := table.decode_columns) is not None
+        }
         self._dead_letters = dead_letters
         self.config = config or SinkConfig()
         self._sleep = sleep
@@ -190,7 +238,9 @@ class ClickHouseSink:
         self._stop = threading.Event()
 
     def _new_batch(self) -> _Batch:
-        return _Batch(rows={name: [] for name in self._tables})
+        return _Batch(
+            rows={name: [] for name in self._tables}, blocks={name: [] for name in self._tables}
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -265,7 +315,9 @@ class ClickHouseSink:
             batch.started = time.monotonic()
             if self.stats.first_record_at is None:
                 self.stats.first_record_at = batch.started
-        offsets, rows, fast = batch.offsets, batch.rows, self._fast
+        if self._native and self._add_bulk(messages):
+            return
+        offsets, native = batch.offsets, self._native
         seen: dict[str, int] = {}
         added = 0
         for msg in messages:
@@ -278,24 +330,117 @@ class ClickHouseSink:
             value = msg.value()
             if value is None:  # a tombstone on a compacted state topic: nothing to land
                 continue
-            compiled = fast.get(topic)
-            if compiled is not None and value[:5] == compiled[0]:
-                # A bad body raises here; the general path below then names the error (and
-                # would land the record, were the compiled decoder ever wrong about a valid one).
-                try:
-                    row = compiled[1](value, 5)
-                except Exception:  # noqa: S110 - the general path below names the error
-                    pass
-                else:
-                    row += (topic, partition, offset, msg.timestamp()[1])
-                    rows[topic].append(row)
-                    added += 1
-                    continue
-            if self._add_decoded(msg, topic, partition, offset, value):
+            if topic in native and value[:5] == native[topic][0]:
+                raw = self._raw(topic)
+                raw.msgs.append(msg)
+                raw.values.append(value)
+                raw.partitions.append(partition)
+                raw.offsets.append(offset)
                 added += 1
+                continue
+            added += self._add_one(msg, topic, partition, offset, value)
         batch.pending += added
         for topic, n in seen.items():
             self._events_in[topic].inc(n)
+
+    def _add_bulk(self, messages: Sequence[Any]) -> bool:
+        """The common fetch: one natively decoded topic, no errors, no tombstones. Handled with
+        one pass per attribute (no per-message statements); False: not that case, nothing done.
+        """
+        errors = [m.error() for m in messages]
+        if errors.count(None) != len(errors):
+            return False
+        topics = {m.topic() for m in messages}
+        if len(topics) != 1:
+            return False
+        topic = topics.pop()
+        if topic not in self._native:
+            return False
+        values = [m.value() for m in messages]
+        if None in values:
+            return False
+        partitions = [m.partition() for m in messages]
+        offsets = [m.offset() for m in messages]
+        batch = self._batch
+        # Offsets ascend per partition within a fetch: the last one per partition wins.
+        for partition, offset in dict(zip(partitions, offsets, strict=True)).items():
+            batch.offsets[(topic, partition)] = offset + 1
+        raw = self._raw(topic)
+        raw.msgs.extend(messages)
+        raw.values.extend(values)
+        raw.partitions.extend(partitions)
+        raw.offsets.extend(offsets)
+        batch.pending += len(messages)
+        self._events_in[topic].inc(len(messages))
+        return True
+
+    def _raw(self, topic: str) -> _Raw:
+        raw = self._batch.raw.get(topic)
+        if raw is None:
+            raw = self._batch.raw[topic] = _Raw()
+        return raw
+
+    def _decode_raw(self) -> None:
+        """Decode the current batch's kept messages, one native call per topic (the writer's
+        INSERT of the previous batch overlaps it); records dead-lettered here leave ``pending``.
+        """
+        batch = self._batch
+        raws, batch.raw = batch.raw, {}
+        for topic, raw in raws.items():
+            added = self._add_native(topic, raw.msgs, raw.values, raw.partitions, raw.offsets)
+            batch.pending -= len(raw.msgs) - added
+
+    def _add_native(
+        self,
+        topic: str,
+        msgs: Sequence[Any],
+        values: list[bytes],
+        partitions: list[int],
+        offsets: list[int],
+    ) -> int:
+        """Messages of one topic (in the reader's schema) decoded natively into one column
+        block; if that fails (a poison body among them), each through the per-record path,
+        which names it. Returns the rows added."""
+        if not msgs:
+            return 0
+        header_bytes, decoder = self._native[topic]
+        try:
+            columns = decoder.decode(header_bytes, values)
+        except BatchDecodeError as exc:
+            records = list(zip(msgs, values, partitions, offsets, strict=True))
+            ours = [r for r in records if r[1][:5] == header_bytes]
+            if 0 < len(ours) < len(records):
+                # Other writer versions among them (a bulk fetch does not look at headers):
+                # those one by one, the rest natively again.
+                others = [r for r in records if r[1][:5] != header_bytes]
+                mine = [list(column) for column in zip(*ours, strict=True)]
+                return self._add_native(topic, *mine) + sum(
+                    self._add_one(m, topic, p, o, v) for m, v, p, o in others
+                )
+            log.debug("sink: %d records of %s decoded one by one (%s)", len(msgs), topic, exc)
+            return sum(self._add_one(m, topic, p, o, v) for m, v, p, o in records)
+        columns.append([topic] * len(msgs))
+        columns.append(partitions)
+        columns.append(offsets)
+        columns.append([m.timestamp()[1] for m in msgs])
+        self._batch.blocks[topic].append(columns)
+        return len(msgs)
+
+    def _add_one(self, msg: Any, topic: str, partition: int, offset: int, value: bytes) -> int:
+        """One record through the compiled decoder, else the general path: rows added (0/1)."""
+        compiled = self._fast.get(topic)
+        if compiled is not None and value[:5] == compiled[0]:
+            # A bad body raises here; the general path below then names the error (and
+            # would land the record, were the compiled decoder ever wrong about a valid one).
+            try:
+                row = compiled[1](value, 5)
+            except Exception:  # noqa: S110 - the general path below names the error
+                pass
+            else:
+                row += (topic, partition, offset, msg.timestamp()[1])
+                self._batch.rows[topic].append(row)
+                return 1
+        return 1 if self._add_decoded(msg, topic, partition, offset, value) else 0
 
     def _add_decoded(self, msg: Any, topic: str, partition: int, offset: int, value: bytes) -> bool:
         """The general path (registry deserializer, any writer version); False: dead letter."""
@@ -351,6 +496,7 @@ class ClickHouseSink:
         batch = self._batch
         if batch.started is None:
             return
+        self._decode_raw()
         self._batch = self._new_batch()
         BATCH_SIZE.labels(PROCESSOR).observe(batch.pending)
         self._unacked = batch
@@ -438,18 +584,26 @@ class ClickHouseSink:
         """INSERT each table's rows (writer thread, or this one when retrying); a table whose
         rows were acknowledged is not sent again by a retry."""
         for name, rows in batch.rows.items():
-            if not rows:
+            blocks = batch.blocks[name]
+            if not rows and not blocks:
                 continue
             table = self._tables[name]
+            # Fresh lists per attempt: the driver rewrites a column's list in place.
+            columns = _columns(blocks, rows) if blocks else None
+            count = len(columns[0]) if columns else len(rows)
             with (
                 self._clickhouse_lock,
                 timed(DEPENDENCY_SECONDS, component=PROCESSOR, dependency="clickhouse"),
             ):
-                self._clickhouse.insert(table.name, table.insert_columns, rows)
-            EVENTS_OUT.labels(PROCESSOR, name).inc(len(rows))
-            self.stats.rows[name] = self.stats.rows.get(name, 0) + len(rows)
-            batch.pending -= len(rows)
+                if columns is not None:
+                    self._clickhouse.insert_columns(table.name, table.insert_columns, columns)
+                else:
+                    self._clickhouse.insert(table.name, table.insert_columns, rows)
+            EVENTS_OUT.labels(PROCESSOR, name).inc(count)
+            self.stats.rows[name] = self.stats.rows.get(name, 0) + count
+            batch.pending -= count
             batch.rows[name] = []
+            batch.blocks[name] = []
             self.stats.last_insert_at = time.monotonic()
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
@@ -551,6 +705,18 @@ class ClickHouseSink:
                 log.warning("sink: cannot read held offsets (%s); retry in %.2fs", exc, delay)
                 self._sleep(delay)
                 delay = min(delay * 2, self.config.backoff_max_s)
+
+
+def _columns(blocks: list[list[list[Any]]], rows: list[Sequence[Any]]) -> list[list[Any]]:
+    """One INSERT's columns: the blocks' columns joined, then the row tuples' (new lists)."""
+    columns: list[list[Any]] = [[] for _ in blocks[0]]
+    for block in blocks:
+        for column, part in zip(columns, block, strict=True):
+            column += part
+    if rows:
+        for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+            column.extend(values)
+    return columns
 
 
 class ProducerDeadLetters:

@@ -9,18 +9,23 @@ time (``FINAL`` collapses them at query time). Valid on ClickHouse 18.16 and cur
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastavro
+
 from consumers.clickhouse.client import quote
+from consumers.clickhouse.columnar import BatchDecodeError, ColumnarDecoder
 from consumers.clickhouse.columns import Column, columns_for_schema, has_secret_fields
 from consumers.clickhouse.errors import RowConversionError, UnsupportedSchemaError
 from consumers.clickhouse.row_decoder import RowDecoder, Unsupported, compile_row_decoder
 from filas.catalog import DEAD_LETTER_SCHEMA, Catalog, TopicSpec
 from schemas.catalog import ParsedSchema, SchemaCatalog
+from schemas.samples import sample_records
 
 EVENT_TIME = "envelope_occurred_at"
 ENGINE = "ReplacingMergeTree()"
@@ -105,6 +110,9 @@ class Table:
     # Avro body (written with the reader's schema) -> data values, compiled; None: use
     # fastavro and the row builder (consumers/clickhouse/row_decoder.py).
     decode_row: RowDecoder | None = field(default=None, repr=False, compare=False)
+    # A batch of bodies (written with the reader's schema) -> data columns in native code;
+    # None: per record (consumers/clickhouse/columnar.py, decision 0120).
+    decode_columns: ColumnarDecoder | None = field(default=None, repr=False, compare=False)
     _build_row: RowBuilder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -196,6 +204,11 @@ def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None 
         )
     except Unsupported:
         decode_row = None
+    decode_columns = None
+    if decode_row is not None:
+        decode_columns = verified_columnar(
+            schema, expanded, columns, decode_row, table_name(spec.name)
+        )
     return Table(
         name=table_name(spec.name),
         topic=spec,
@@ -204,7 +217,40 @@ def build_table(spec: TopicSpec, schema: ParsedSchema, catalog_name: str | None 
         entity=entity,
         has_secrets=has_secret_fields(expanded),
         decode_row=decode_row,
+        decode_columns=decode_columns,
     )
+
+
+_SAMPLE_HEADER = b"\x00\x00\x00\x00\x01"
+
+
+def verified_columnar(
+    schema: ParsedSchema,
+    expanded: dict[str, Any],
+    columns: Sequence[Column],
+    decode_row: RowDecoder,
+    label: str,
+) -> ColumnarDecoder | None:
+    """The native batch decoder, if it reads this schema's samples exactly as ``decode_row``.
+
+    A shape polars cannot read (or reads differently) keeps the per-record path.
+    """
+    try:
+        decoder = ColumnarDecoder(expanded, columns, label)
+    except Unsupported:
+        return None
+    bodies = []
+    for record in sample_records(schema.parsed, schema.named_types):
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, schema.parsed, record)
+        bodies.append(buffer.getvalue())
+    decoder.set_sentinel_body(bodies[0])
+    expected = [list(c) for c in zip(*(decode_row(b, 0) for b in bodies), strict=True)]
+    try:
+        got = decoder.decode(_SAMPLE_HEADER, [_SAMPLE_HEADER + b for b in bodies])
+    except BatchDecodeError:
+        return None
+    return decoder if got == expected else None
 
 
 def sink_topics(catalog: Catalog, names: Sequence[str] = ()) -> list[TopicSpec]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from fastavro import schemaless_reader, schemaless_writer
 from prometheus_client import REGISTRY
 
 from consumers.clickhouse.errors import ClickHouseError
@@ -16,6 +18,7 @@ from consumers.clickhouse.tables import Table, build_table
 from filas.catalog import Catalog, TopicSpec
 from filas.errors import DecodeError
 from schemas.catalog import SchemaCatalog
+from schemas.samples import sample_records
 
 TOPIC = "radius.accounting"
 
@@ -112,6 +115,7 @@ class FakeClickHouse:
         self.held = dict(held or {})
         self.failures = failures
         self.inserts = 0
+        self.columnar_inserts = 0
         self.closed = False
 
     def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> int:
@@ -122,6 +126,14 @@ class FakeClickHouse:
         self.inserts += 1
         self.rows.extend(rows)
         return len(rows)
+
+    def insert_columns(
+        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]]
+    ) -> int:
+        assert len(data) == len(columns)
+        assert len({len(c) for c in data}) == 1
+        self.columnar_inserts += 1
+        return self.insert(table, columns, [tuple(r) for r in zip(*data, strict=True)])
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         assert "max(_offset)" in sql
@@ -431,3 +443,102 @@ def test_a_revoke_with_a_batch_in_flight_lands_and_commits_it_first() -> None:
     assert landed_1 == list(range(handed_over))
     assert consumer.committed_offsets == {0: 400, 1: handed_over}
     assert len({(r[-3], r[-2]) for r in clickhouse.rows}) == len(clickhouse.rows)
+
+
+# -- the native (columnar) path: bodies in the reader's schema id, decoded per batch -------------
+
+SCHEMA_ID = 7
+READER = b"\x00" + SCHEMA_ID.to_bytes(4, "big")
+OLDER = b"\x00" + (SCHEMA_ID - 1).to_bytes(4, "big")
+
+
+class AvroSerde:
+    """The registry deserializer's contract: any known writer id, DecodeError otherwise."""
+
+    schema_id = SCHEMA_ID
+
+    def __init__(self) -> None:
+        spec = Catalog.build().get(TOPIC)
+        self.schema = SchemaCatalog.load().get(spec.value_schema).parsed
+
+    def deserialize(self, data: bytes | bytearray | memoryview | None) -> dict[str, Any]:
+        raw = bytes(data or b"")
+        if raw[:5] not in (READER, OLDER):
+            raise DecodeError("unknown magic byte or schema id")
+        try:
+            record: dict[str, Any] = schemaless_reader(io.BytesIO(raw[5:]), self.schema, None)
+        except Exception as exc:
+            raise DecodeError(f"not Avro: {exc}") from exc
+        return record
+
+
+def avro_messages(per_partition: int, table: Table) -> list[FakeMessage]:
+    schema = AvroSerde().schema
+    records = sample_records(schema, SchemaCatalog.load().get(table.topic.value_schema).named_types)
+    out = []
+    for o in range(per_partition):
+        for p in (0, 1):
+            buffer = io.BytesIO()
+            schemaless_writer(buffer, schema, records[(o + p) % len(records)])
+            out.append(FakeMessage(p, o, READER + buffer.getvalue()))
+    return out
+
+
+def native_sink(
+    consumer: FakeConsumer, clickhouse: FakeClickHouse, dead: FakeDeadLetters
+) -> ClickHouseSink:
+    return ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: AvroSerde(),
+        dead_letters=dead,
+        config=SinkConfig(batch_rows=60, linger_s=0.05, fetch_max=25, backoff_initial_s=0.01),
+        sleep=lambda s: None,
+    )
+
+
+def test_native_batches_land_the_rows_of_the_per_record_path() -> None:
+    the_table = table()
+    assert the_table.decode_columns is not None
+    batch = avro_messages(100, the_table)
+    consumer, clickhouse = FakeConsumer(batch), FakeClickHouse(failures=2)
+    stats = native_sink(consumer, clickhouse, FakeDeadLetters()).run(idle_exit_s=0.2)
+    assert stats.total_rows == 200
+    assert stats.retries == 2  # a retried columnar INSERT sends the same rows
+    assert clickhouse.columnar_inserts >= 1
+    expected = {
+        the_table.fast_row(m.value() or b"", 5, TOPIC, m.partition(), m.offset(), 1_700_000_000_000)
+        for m in batch
+    }
+    assert set(map(tuple, clickhouse.rows)) == expected
+    assert len(clickhouse.rows) == 200
+    assert consumer.committed_offsets == {0: 100, 1: 100}
+
+
+def test_a_poison_body_or_an_older_writer_in_a_native_batch_loses_nothing() -> None:
+    the_table = table()
+    batch = avro_messages(30, the_table)
+    good = batch[3].value() or b""
+    older = FakeMessage(0, 30, OLDER + good[5:])
+    poisons = [
+        FakeMessage(1, 30, READER + b"garbage"),
+        FakeMessage(0, 31, good + b"\x00"),  # trailing bytes: lands as today's path lands it
+        FakeMessage(1, 31, good[: len(good) // 2]),  # truncated
+    ]
+    tombstone = FakeMessage(0, 32, None)
+    tail = [FakeMessage(p, o + 33, m.value()) for o, m in enumerate(batch[:10]) for p in (0,)]
+    messages_in = [*batch, older, *poisons, tombstone, *tail]
+    consumer, clickhouse, dead = FakeConsumer(messages_in), FakeClickHouse(), FakeDeadLetters()
+    stats = native_sink(consumer, clickhouse, dead).run(idle_exit_s=0.2)
+    assert sorted(d["source_offset"] for d in dead.sent) == [30, 31]
+    assert {d["source_partition"] for d in dead.sent} == {1}
+    assert stats.dead_letters == 2
+    assert stats.total_rows == 60 + 1 + 1 + 10
+    landed = {(r[-3], r[-2]) for r in clickhouse.rows}
+    assert len(landed) == len(clickhouse.rows) == stats.total_rows
+    assert (0, 30) in landed  # the older writer's record, through fastavro
+    assert (0, 31) in landed  # trailing bytes are ignored, as the row decoder ignores them
+    rows = {(r[-3], r[-2]): r for r in clickhouse.rows}
+    assert tuple(rows[(0, 31)]) == the_table.fast_row(good, 5, TOPIC, 0, 31, 1_700_000_000_000)
+    assert consumer.committed_offsets == {0: 43, 1: 32}
