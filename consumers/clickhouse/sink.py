@@ -128,23 +128,59 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
 @dataclass
 class _Raw:
     """Messages of one topic kept undecoded until the batch is handed off (decoded natively,
-    all at once: decision 0120)."""
+    all at once: decision 0120). Their parts, not the Message objects: those are tracked by the
+    garbage collector, and tens of thousands of them held made every collection slower."""
 
-    msgs: list[Any] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
 
     def keep(self, topic: str, revoked: set[tuple[str, int]]) -> int:
         """Drop the revoked partitions' messages; returns how many were dropped."""
         kept = [i for i, p in enumerate(self.partitions) if (topic, p) not in revoked]
-        dropped = len(self.msgs) - len(kept)
+        dropped = len(self.values) - len(kept)
         if dropped:
-            self.msgs = [self.msgs[i] for i in kept]
             self.values = [self.values[i] for i in kept]
             self.partitions = [self.partitions[i] for i in kept]
             self.offsets = [self.offsets[i] for i in kept]
+            self.timestamps = [self.timestamps[i] for i in kept]
+            self.keys = [self.keys[i] for i in kept]
         return dropped
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A kept message, shaped like confluent_kafka's Message for the per-record path."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _timestamp: int
+    _key: bytes | None
+    _value: bytes
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)  # TIMESTAMP_CREATE_TIME; only the value is read
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
 
 
 @dataclass
@@ -332,10 +368,11 @@ class ClickHouseSink:
                 continue
             if topic in native and value[:5] == native[topic][0]:
                 raw = self._raw(topic)
-                raw.msgs.append(msg)
                 raw.values.append(value)
                 raw.partitions.append(partition)
                 raw.offsets.append(offset)
+                raw.timestamps.append(msg.timestamp()[1])
+                raw.keys.append(msg.key())
                 added += 1
                 continue
             added += self._add_one(msg, topic, partition, offset, value)
@@ -366,10 +403,11 @@ class ClickHouseSink:
         for partition, offset in dict(zip(partitions, offsets, strict=True)).items():
             batch.offsets[(topic, partition)] = offset + 1
         raw = self._raw(topic)
-        raw.msgs.extend(messages)
         raw.values.extend(values)
         raw.partitions.extend(partitions)
         raw.offsets.extend(offsets)
+        raw.timestamps.extend([m.timestamp()[1] for m in messages])
+        raw.keys.extend([m.key() for m in messages])
         batch.pending += len(messages)
         self._events_in[topic].inc(len(messages))
         return True
@@ -387,44 +425,50 @@ class ClickHouseSink:
         batch = self._batch
         raws, batch.raw = batch.raw, {}
         for topic, raw in raws.items():
-            added = self._add_native(topic, raw.msgs, raw.values, raw.partitions, raw.offsets)
-            batch.pending -= len(raw.msgs) - added
+            added = self._add_native(topic, raw)
+            batch.pending -= len(raw.values) - added
 
-    def _add_native(
-        self,
-        topic: str,
-        msgs: Sequence[Any],
-        values: list[bytes],
-        partitions: list[int],
-        offsets: list[int],
-    ) -> int:
+    def _add_native(self, topic: str, raw: _Raw) -> int:
         """Messages of one topic (in the reader's schema) decoded natively into one column
         block; if that fails (a poison body among them), each through the per-record path,
         which names it. Returns the rows added."""
-        if not msgs:
+        count = len(raw.values)
+        if not count:
             return 0
         header_bytes, decoder = self._native[topic]
         try:
-            columns = decoder.decode(header_bytes, values)
+            columns = decoder.decode(header_bytes, raw.values)
         except BatchDecodeError as exc:
-            records = list(zip(msgs, values, partitions, offsets, strict=True))
-            ours = [r for r in records if r[1][:5] == header_bytes]
-            if 0 < len(ours) < len(records):
+            held = [
+                _Held(topic, *fields)
+                for fields in zip(
+                    raw.partitions, raw.offsets, raw.timestamps, raw.keys, raw.values, strict=True
+                )
+            ]
+            ours = [h for h in held if h.value()[:5] == header_bytes]
+            if 0 < len(ours) < count:
                 # Other writer versions among them (a bulk fetch does not look at headers):
                 # those one by one, the rest natively again.
-                others = [r for r in records if r[1][:5] != header_bytes]
-                mine = [list(column) for column in zip(*ours, strict=True)]
-                return self._add_native(topic, *mine) + sum(
-                    self._add_one(m, topic, p, o, v) for m, v, p, o in others
+                mine = _Raw(
+                    values=[h.value() for h in ours],
+                    partitions=[h.partition() for h in ours],
+                    offsets=[h.offset() for h in ours],
+                    timestamps=[h.timestamp()[1] for h in ours],
+                    keys=[h.key() for h in ours],
                 )
-            log.debug("sink: %d records of %s decoded one by one (%s)", len(msgs), topic, exc)
-            return sum(self._add_one(m, topic, p, o, v) for m, v, p, o in records)
-        columns.append([topic] * len(msgs))
-        columns.append(partitions)
-        columns.append(offsets)
-        columns.append([m.timestamp()[1] for m in msgs])
+                others = [h for h in held if h.value()[:5] != header_bytes]
+                return self._add_native(topic, mine) + self._add_each(others)
+            log.debug("sink: %d records of %s decoded one by one (%s)", count, topic, exc)
+            return self._add_each(held)
+        columns.append([topic] * count)
+        columns.append(raw.partitions)
+        columns.append(raw.offsets)
+        columns.append(raw.timestamps)
         self._batch.blocks[topic].append(columns)
-        return len(msgs)
+        return count
+
+    def _add_each(self, held: Sequence[_Held]) -> int:
+        return sum(self._add_one(h, h.topic(), h.partition(), h.offset(), h.value()) for h in held)
 
     def _add_one(self, msg: Any, topic: str, partition: int, offset: int, value: bytes) -> int:
         """One record through the compiled decoder, else the general path: rows added (0/1)."""
