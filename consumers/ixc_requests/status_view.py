@@ -90,15 +90,21 @@ class StatusTail:
         spec: TopicSpec,
         decode: Decoder,
         view: StatusView | None = None,
+        *,
+        consumer_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.view = view or StatusView()
         self._spec = spec
         self._decode = decode
-        self._conf = dict(kafka.client_config()) | {
-            "group.id": f"filas-requests-view-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        self._conf = (
+            dict(kafka.client_config())
+            | {
+                "group.id": f"filas-requests-view-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+            | dict(consumer_config or {})
+        )
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -33,7 +33,6 @@ from consumers.ixc_requests.status_view import QUEUED, StatusView
 from filas.errors import FilasError
 from filas.metrics import ERRORS, EVENTS_IN, PROCESSING_SECONDS, RATE_LIMIT_TOKENS
 from filas.settings import IngressSettings
-from producers.envelope import envelope
 from producers.ingress.guards import (
     AuthFailure,
     RateLimiter,
@@ -58,6 +57,7 @@ SOURCE_SYSTEM = "filas-ingress"
 # uuid5 namespace of request ids derived from (client, Idempotency-Key): fixed forever.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1d2c8e-4b7a-5e39-9a51-2f0c7d1e8b34")
 ENQUEUE_FAILED = "enqueue_failed"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_KEY_LENGTH = 255
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,17 +71,37 @@ class Publisher(Protocol):
     async def publish_status(self, status: Mapping[str, Any]) -> None: ...
 
 
+def _uuid4_text(h: str) -> str:
+    """32 random hex digits -> a version 4 UUID as text (the version and variant bits set)."""
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The variant's two top bits are 10: the first hex digit of the fourth group is 8, 9, a or b.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def random_ids(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs as text from one ``os.urandom`` call: ``uuid.uuid4()``
-    three times per request (request id, two event ids) was a visible share of an accept."""
-    raw = bytearray(os.urandom(16 * n))
-    out = []
-    for i in range(0, 16 * n, 16):
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
-        h = raw[i : i + 16].hex()
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+    """``n`` random (version 4) UUIDs as text from one ``os.urandom`` call."""
+    h = os.urandom(16 * n).hex()
+    return [_uuid4_text(h[i : i + 32]) for i in range(0, 32 * n, 32)]
+
+
+class IdPool:
+    """Random (version 4) UUIDs as text, ``os.urandom`` read 4 KiB at a time: the request id
+    and both event ids of every accept come from here (a syscall and a formatting pass per
+    accept were a visible share of it). One event loop's; not thread-safe."""
+
+    def __init__(self, batch: int = 256) -> None:
+        self._batch = batch
+        self._ids: list[str] = []
+
+    def take(self, n: int) -> list[str]:
+        ids = self._ids
+        if len(ids) < n:
+            ids.extend(random_ids(self._batch))
+        out = ids[-n:]
+        del ids[-n:]
+        return out
 
 
 def request_id_for(client: str, idempotency_key: str | None) -> str:
@@ -172,6 +192,7 @@ class Ingress:
             settings.rate_per_s, settings.rate_burst, settings.client_rates, monotonic
         )
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = IdPool()
         self.ready: Callable[[], bool] = lambda: True
         # Metric children looked up once, not per request.
         self._accept_seconds = PROCESSING_SECONDS.labels(component=COMPONENT, stage="accept")
@@ -276,11 +297,12 @@ class Ingress:
     async def _accept(
         self, request: web.Request, client: str, valid: ValidRequest, key: str | None
     ) -> web.Response:
-        if key is None:  # one urandom call for the request id and both event ids
-            request_id, *event_ids = random_ids(3)
-        else:
-            request_id, event_ids = request_id_for(client, key), random_ids(2)
         base = self._base_url(request)
+        if key is None:
+            # A random id: no earlier request and no concurrent duplicate can have it.
+            request_id, *event_ids = self._ids.take(3)
+            return await self._enqueue(request_id, client, valid, None, event_ids, base, None)
+        request_id, event_ids = request_id_for(client, key), self._ids.take(2)
         existing = self._view.get(request_id)
         if existing is not None and existing.get("error_code") != ENQUEUE_FAILED:
             return self._replayed(existing, valid, base)
@@ -295,21 +317,49 @@ class Ingress:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[request_id] = future
         try:
-            status, record = self._records(request_id, client, valid, key, event_ids)
-            try:
-                await self._publisher.publish(status, record)
-            except FilasError as exc:
-                await self._mark_enqueue_failed(status, exc)
-                future.set_exception(exc)
-                future.exception()  # retrieved: waiters re-raise their own copy
-                return self._unavailable(exc)
-            self._view.put(status)
-            future.set_result(status)
+            return await self._enqueue(request_id, client, valid, key, event_ids, base, future)
         finally:
             del self._inflight[request_id]
+
+    async def _enqueue(
+        self,
+        request_id: str,
+        client: str,
+        valid: ValidRequest,
+        key: str | None,
+        event_ids: list[str],
+        base: str,
+        future: asyncio.Future[dict[str, Any]] | None,
+    ) -> web.Response:
+        status, record = self._records(request_id, client, valid, key, event_ids)
+        try:
+            await self._publisher.publish(status, record)
+        except FilasError as exc:
+            await self._mark_enqueue_failed(status, exc)
+            if future is not None:
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise their own copy
+            return self._unavailable(exc)
+        self._view.put(status)
+        if future is not None:
+            future.set_result(status)
         self._accepted[valid.lane].inc()
-        body = status_body(status, base)
-        return web.json_response(body, status=202, headers={"Location": body["status_url"]})
+        # The same body as ``status_body(status, base)``, without reading the record back.
+        url = f"{base}/v1/requests/{request_id}"
+        at = _iso(status["submitted_at"])
+        body = {
+            "request_id": request_id,
+            "type": valid.kind.name,
+            "lane": valid.lane,
+            "state": "queued",
+            "attempts": 0,
+            "error": None,
+            "result": {},
+            "submitted_at": at,
+            "updated_at": at,
+            "status_url": url,
+        }
+        return web.json_response(body, status=202, headers={"Location": url})
 
     def _records(
         self,
@@ -319,38 +369,50 @@ class Ingress:
         key: str | None,
         event_ids: list[str],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The QUEUED status (kept in the view, so with the datetimes decoding would give) and
+        the request (only encoded: its timestamps are the epoch milliseconds Avro keeps)."""
         # Whole milliseconds, as Avro's timestamp-millis keeps them: the record put in the view
         # now is the one read back from the topic later (and the status URL shows the same).
         ms = int(self._clock() * 1000)
-        now = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+        now = _EPOCH + timedelta(milliseconds=ms)
         status_event, request_event = event_ids
-        common = {
+        kind, lane, fingerprint = valid.kind.symbol, valid.lane, valid.fingerprint
+        request = {
+            "envelope": {
+                "event_id": request_event,
+                "occurred_at": ms,
+                "source_system": SOURCE_SYSTEM,
+                "correlation_id": request_id,
+            },
+            "params": valid.params,
             "request_id": request_id,
             "client_id": client,
-            "request_type": valid.kind.symbol,
-            "lane": valid.lane,
+            "request_type": kind,
+            "lane": lane,
             "idempotency_key": key,
-            "fingerprint": valid.fingerprint,
-            "submitted_at": now,
-        }
-        request = {
-            "envelope": envelope(
-                SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now, event_id=request_event
-            ),
-            "params": valid.params,
-            **common,
+            "fingerprint": fingerprint,
+            "submitted_at": ms,
         }
         status = {
-            "envelope": envelope(
-                SOURCE_SYSTEM, correlation_id=request_id, occurred_at=now, event_id=status_event
-            ),
+            "envelope": {
+                "event_id": status_event,
+                "occurred_at": now,
+                "source_system": SOURCE_SYSTEM,
+                "correlation_id": request_id,
+            },
             "state": QUEUED,
             "attempts": 0,
             "error_code": None,
             "error_message": None,
             "result": {},
             "updated_at": now,
-            **common,
+            "request_id": request_id,
+            "client_id": client,
+            "request_type": kind,
+            "lane": lane,
+            "idempotency_key": key,
+            "fingerprint": fingerprint,
+            "submitted_at": now,
         }
         return status, request
 

@@ -35,10 +35,20 @@ class TokenAuth:
     """Bearer tokens: client id -> token. Looked up by SHA-256 digest, so no token is compared
     character by character and none is kept in clear outside the settings' SecretStr."""
 
+    # Authorization headers already accepted -> client: a dict lookup instead of a SHA-256 per
+    # request. Only valid headers are kept (at most this many), so an attacker cannot grow it;
+    # a lookup compares strings only on a hash match (randomised hashing), never a token prefix.
+    KNOWN_HEADERS = 1024
+
     def __init__(self, tokens: Mapping[str, SecretStr]) -> None:
         self._by_digest = {_digest(t.get_secret_value()): c for c, t in tokens.items()}
+        self._known: dict[str, str] = {}
 
     def client(self, authorization: str | None) -> str:
+        if authorization is not None:
+            known = self._known.get(authorization)
+            if known is not None:
+                return known
         if not authorization:
             raise AuthFailure("missing_token", "Authorization: Bearer <token> is required")
         scheme, _, token = authorization.partition(" ")
@@ -47,6 +57,8 @@ class TokenAuth:
         client = self._by_digest.get(_digest(token.strip()))
         if client is None:
             raise AuthFailure("invalid_token", "unknown API token")
+        if len(self._known) < self.KNOWN_HEADERS:
+            self._known[authorization] = client
         return client
 
 

@@ -20,6 +20,12 @@ from filas.catalog.requests import BULK, HIGH
 ID_PATTERN = r"^[1-9][0-9]{0,17}$"
 AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$"
 TEXT_PATTERN = r"\S"
+# Compiled once: ``re.fullmatch(pattern, ...)`` looks the pattern up in re's cache per call.
+_ID = re.compile(ID_PATTERN)
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+# The fingerprint's canonical JSON; built once (``json.dumps`` with options builds an encoder
+# per call). Same bytes as ``json.dumps(..., sort_keys=True, separators=(",", ":"))``.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class InvalidRequest(ValueError):
@@ -43,18 +49,22 @@ class Param:
     choices: tuple[str, ...] = ()
     description: str = ""
 
+    @property
+    def where(self) -> str:
+        return f"params.{self.name}"
+
     def validate(self, value: object, where: str) -> str:
         if not isinstance(value, str):
             raise InvalidRequest("wrong_type", f"{where} must be a string", field=where)
         if self.kind == "id":
-            if not re.fullmatch(ID_PATTERN, value):
+            if _ID.fullmatch(value) is None:
                 raise InvalidRequest(
                     "invalid_id",
                     f"{where} must be an IXC id (1 to 18 digits, no leading zero)",
                     field=where,
                 )
         elif self.kind == "amount":
-            if not re.fullmatch(AMOUNT_PATTERN, value):
+            if _AMOUNT.fullmatch(value) is None:
                 raise InvalidRequest(
                     "invalid_amount",
                     f"{where} must be a decimal like '89.90' (2 places at most)",
@@ -100,13 +110,17 @@ class RequestKind:
     lane: str
     summary: str
     params: tuple[Param, ...] = field(default_factory=tuple)
+    names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def validate(self, raw: object) -> dict[str, str]:
         if not isinstance(raw, dict):
             raise InvalidRequest("wrong_type", "params must be an object", field="params")
-        known = {p.name for p in self.params}
-        unknown = sorted(set(raw) - known)
-        if unknown:
+        known = self.names
+        if not raw.keys() <= known:
+            unknown = sorted(set(raw) - known)
             raise InvalidRequest(
                 "unknown_field",
                 f"params.{unknown[0]} is not a parameter of {self.name} "
@@ -115,12 +129,13 @@ class RequestKind:
             )
         out: dict[str, str] = {}
         for param in self.params:
-            where = f"params.{param.name}"
-            if param.name not in raw:
+            value = raw.get(param.name, _ABSENT)
+            if value is _ABSENT:
                 if param.required:
+                    where = f"params.{param.name}"
                     raise InvalidRequest("missing", f"{where} is required", field=where)
                 continue
-            out[param.name] = param.validate(raw[param.name], where)
+            out[param.name] = param.validate(value, param.where)
         return out
 
 
@@ -208,21 +223,28 @@ BY_SYMBOL: Mapping[str, RequestKind] = {k.symbol: k for k in KINDS}
 LANE_NAMES = (HIGH, BULK)
 
 
+_ABSENT = object()
+_SUBMISSION_FIELDS = frozenset({"type", "params", "lane"})
+
+
+def fingerprint(kind: RequestKind, lane: str, params: Mapping[str, str]) -> str:
+    """SHA-256 of the canonical body: same type, lane and params -> same fingerprint."""
+    canonical = _CANONICAL.encode({"type": kind.name, "lane": lane, "params": params})
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class ValidRequest:
+    """A validated request; ``fingerprint`` (computed once) identifies its body."""
+
     kind: RequestKind
     params: dict[str, str]
     lane: str
+    fingerprint: str = field(default="", compare=False)
 
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the canonical body: same type, lane and params -> same fingerprint."""
-        canonical = json.dumps(
-            {"type": self.kind.name, "lane": self.lane, "params": self.params},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", fingerprint(self.kind, self.lane, self.params))
 
 
 def parse_submission(body: object) -> ValidRequest:
@@ -233,8 +255,8 @@ def parse_submission(body: object) -> ValidRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("wrong_type", "the body must be a JSON object")
-    unknown = sorted(set(body) - {"type", "params", "lane"})
-    if unknown:
+    if not body.keys() <= _SUBMISSION_FIELDS:
+        unknown = sorted(set(body) - _SUBMISSION_FIELDS)
         raise InvalidRequest(
             "unknown_field", f"{unknown[0]} is not a field of a request", field=unknown[0]
         )

@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 
 Encoded = tuple[str, str, bytes]  # topic name, key, value bytes
 
+# The ingress's status view fetches in batches (decision 0125): a fetch answers when 1 MiB is
+# there or after 20 ms, instead of as soon as one record is (librdkafka's defaults, 1 byte /
+# 500 ms). With the defaults every acknowledged QUEUED record woke a fetch of the view's own
+# echo: half the broker's CPU per accept. Other instances' and workers' records reach the
+# status URL up to 20 ms later; this instance's own are put in its view at the ack.
+VIEW_FETCH = {"fetch.wait.max.ms": 20, "fetch.min.bytes": 1 << 20}
+
 
 class OwnEchoes:
     """The status view's decoder, minus the decoding of this instance's own QUEUED records.
@@ -110,7 +117,7 @@ class AckWaiter:
     async def produce_encoded(self, encoded: list[Encoded]) -> None:
         """Hand already-encoded records to librdkafka; returns when all are acknowledged."""
         loop = self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
+        self._thread = thread = threading.get_ident()
         future: asyncio.Future[None] = loop.create_future()
         left = [len(encoded)]
 
@@ -118,26 +125,41 @@ class AckWaiter:
             failure = None
             if err is not None:
                 failure = DeliveryError(f"{msg.topic()}: {err.str()}", retriable=err.retriable())
-            if threading.get_ident() == self._thread:
+            if threading.get_ident() == thread:
                 self._count(future, left, failure)
             else:  # served by flush() at shutdown
                 loop.call_soon_threadsafe(self._count, future, left, failure)
 
         self._waiting += 1
         try:
+            produce = self._producer.try_produce
             for name, key, value in encoded:
-                deadline = loop.time() + self._producer.backpressure_timeout_s
-                # Backpressure without blocking the loop: small sleeps, then give up loudly.
-                while not self._producer.try_produce(name, key, value, on_delivery):
-                    if loop.time() >= deadline:
-                        raise self._producer.backpressure_error()
-                    self._producer.poll(0)
-                    await asyncio.sleep(0.01)
+                if not produce(name, key, value, on_delivery):
+                    await self._backpressure(loop, name, key, value, on_delivery)
             if self._timer is None:
                 self._timer = loop.call_later(self._interval_s, self._tick)
             await future
         finally:
             self._waiting -= 1
+
+    async def _backpressure(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        key: str,
+        value: bytes,
+        on_delivery: Callable[[Any, Any], None],
+    ) -> None:
+        """librdkafka's queue is full: retry in small sleeps without blocking the loop, then
+        give up loudly."""
+        deadline = loop.time() + self._producer.backpressure_timeout_s
+        while True:
+            if loop.time() >= deadline:
+                raise self._producer.backpressure_error()
+            self._producer.poll(0)
+            await asyncio.sleep(0.01)
+            if self._producer.try_produce(name, key, value, on_delivery):
+                return
 
     async def aclose(self, timeout_s: float = 30.0) -> None:
         if self._timer is not None:
@@ -196,7 +218,9 @@ class IngressService:
         settings = settings.model_copy(update={"kafka": fast})
         status_spec = self.catalog.resolve(REQUEST_STATUS)
         self.echoes = OwnEchoes(serdes(status_spec).deserialize)
-        self.tail = StatusTail(settings.kafka, status_spec, self.echoes)
+        self.tail = StatusTail(
+            settings.kafka, status_spec, self.echoes, consumer_config=VIEW_FETCH
+        )
         self.producer = AckWaiter(build_producer(settings, catalog=self.catalog, serdes=serdes))
         publisher = KafkaPublisher(self.producer, self.catalog, self.echoes)
         self.ingress = Ingress(settings.ingress, publisher, self.tail.view)

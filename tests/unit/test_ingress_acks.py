@@ -167,3 +167,72 @@ def test_own_echo_is_returned_without_decoding_and_equals_the_decoded_record() -
     echoes.expect(value, status)
     echoes.forget(value)  # a failed produce
     assert len(echoes) == 0
+
+
+@pytest.mark.parametrize("key", [None, "k-1"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "resend_invoice", "params": {"contract_id": "12345", "channel": "email"}},
+        {"type": "open_ticket", "params": {"customer_id": "7", "subject": "Sem sinal ção",
+                                           "message": "caiu às 10h", "kind": "service_order"}},
+        {"type": "payment_confirmation", "lane": "bulk",
+         "params": {"contract_id": "9", "amount": "89.90", "method": "pix"}},
+    ],
+)  # fmt: skip
+def test_accept_fast_paths_give_the_same_bytes_and_body(
+    body: dict[str, Any], key: str | None
+) -> None:
+    """Decision 0126: the request record's timestamps are epoch ms (not datetimes), the 202 body
+    is built without ``status_body``, the fingerprint is computed once with a prebuilt encoder.
+    Same Avro bytes, same answer and same fingerprint as the general paths."""
+    import hashlib
+    import json
+    from datetime import UTC, datetime
+
+    from consumers.ixc_requests.status_view import StatusView
+    from filas.settings import IngressSettings
+    from producers.ingress.app import Ingress, status_body
+    from producers.ingress.request_types import parse_submission
+    from schemas.catalog import SchemaCatalog
+    from schemas.fast_writer import compile_encoder
+
+    catalog = SchemaCatalog.load()
+    schema = catalog.get("ixc.filas.request.ServiceRequest")
+    encode = compile_encoder(schema.parsed, schema.named_types)
+    ingress = Ingress(
+        IngressSettings(), cast(Any, None), StatusView(), clock=lambda: 1.7e9 + 0.1234567
+    )
+    valid = parse_submission(body)
+    canonical = json.dumps(
+        {"type": valid.kind.name, "lane": valid.lane, "params": valid.params},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert valid.fingerprint == hashlib.sha256(canonical.encode()).hexdigest()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    status, request = ingress._records(ids[0], "noc", valid, key, ids[1:])
+    now = datetime.fromtimestamp(1_700_000_000, UTC).replace(microsecond=123_000)
+    assert status["submitted_at"] == status["updated_at"] == now
+    as_datetimes = dict(
+        request, submitted_at=now, envelope=dict(request["envelope"], occurred_at=now)
+    )
+    assert encode(request) == encode(as_datetimes)
+
+    async def accept() -> dict[str, Any]:
+        published: list[Mapping[str, Any]] = []
+
+        class Publisher:
+            async def publish(self, status: Mapping[str, Any], _r: Mapping[str, Any]) -> None:
+                published.append(status)
+
+        ingress._publisher = cast(Any, Publisher())
+        answer = await ingress._enqueue(ids[0], "noc", valid, key, ids[1:], "http://x", None)
+        assert answer.status == 202
+        assert answer.text is not None
+        assert answer.headers["Location"] == f"http://x/v1/requests/{ids[0]}"
+        assert published[0]["fingerprint"] == valid.fingerprint
+        result: dict[str, Any] = json.loads(answer.text)
+        return result
+
+    assert asyncio.run(accept()) == status_body(status, "http://x")
