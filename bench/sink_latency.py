@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import report, services
 from bench.producer import sample_records
-from bench.sink_throughput import clickhouse_of, sink_argv, sink_env
+from bench.sink_throughput import clickhouse_of, delete_topics, sink_argv, sink_env
 from consumers.clickhouse.client import ClickHouse, quote
 from consumers.clickhouse.migrate import migrate
 from consumers.clickhouse.tables import build_tables
@@ -206,6 +206,7 @@ def main() -> None:
                     proc.kill()
             clickhouse.query(f"DROP DATABASE IF EXISTS {quote(database)}")
             clickhouse.close()
+            delete_topics(settings, [spec.name, catalog.dead_letter_for(spec).name])
 
     found, missing = latencies(recorder.acked, snapshots)
     if missing or recorder.failed or len(found) < 100:

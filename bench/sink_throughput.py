@@ -27,6 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from bench.common import report, services
 from bench.producer import sample_records
 from consumers.clickhouse.app import build_sink
@@ -42,6 +44,13 @@ from filas.settings import ClickHouseSettings, Settings, TopicsSettings
 from schemas.catalog import SchemaCatalog
 
 PEER = "clickhouse-client-TSV"
+
+
+def delete_topics(settings: Settings, names: list[str]) -> None:
+    """The run's throwaway topics: left behind, they pile up on a shared broker."""
+    admin = AdminClient(settings.kafka.client_config())
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.result()
 
 
 def clickhouse_of(settings: Settings, database: str) -> ClickHouseSettings:
@@ -286,6 +295,7 @@ def main() -> None:
                 )
         clickhouse.query(f"DROP DATABASE IF EXISTS {quote(database)}")
         clickhouse.close()
+        delete_topics(settings, [spec.name, dlq.name])
 
     client_median, sink_median = statistics.median(client_rates), statistics.median(sink_rates)
     report("sink_clickhouse_client_tsv", client_median, "rows/s", 1.0, PEER)
