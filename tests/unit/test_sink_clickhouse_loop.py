@@ -13,7 +13,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from prometheus_client import REGISTRY
 
 from consumers.clickhouse.errors import ClickHouseError
-from consumers.clickhouse.sink import ClickHouseSink, SinkConfig
+from consumers.clickhouse.sink import ClickHouseSink, SinkConfig, _Batch, _Raw
 from consumers.clickhouse.tables import Table, build_table
 from filas.catalog import Catalog, TopicSpec
 from filas.errors import DecodeError
@@ -542,3 +542,53 @@ def test_a_poison_body_or_an_older_writer_in_a_native_batch_loses_nothing() -> N
     rows = {(r[-3], r[-2]): r for r in clickhouse.rows}
     assert tuple(rows[(0, 31)]) == the_table.fast_row(good, 5, TOPIC, 0, 31, 1_700_000_000_000)
     assert consumer.committed_offsets == {0: 43, 1: 32}
+
+
+def test_a_revoke_with_a_native_batch_in_flight_lands_and_commits_it_first() -> None:
+    consumer = RevokingConsumer(avro_messages(200, table()), at_fetch=4)
+    clickhouse = OrderedClickHouse(consumer)
+    clickhouse.gate = consumer.revoking
+    consumer.clickhouse = clickhouse
+    the_sink = ClickHouseSink(
+        consumer=consumer,
+        clickhouse=clickhouse,
+        tables={TOPIC: table()},
+        serdes=lambda spec: AvroSerde(),
+        dead_letters=FakeDeadLetters(),
+        config=SinkConfig(batch_rows=100, linger_s=5.0, fetch_max=50),
+        sleep=lambda s: None,
+    )
+    the_sink.run(idle_exit_s=0.3)
+    assert clickhouse.gate_opened
+    assert clickhouse.columnar_inserts >= 1
+    assert clickhouse.violations == []
+    assert consumer.early_commits == []
+    handed_over = consumer.committed_at_revoke[1]
+    assert handed_over > 0
+    assert sorted(r[-2] for r in clickhouse.rows if r[-3] == 1) == list(range(handed_over))
+    assert consumer.committed_offsets == {0: 200, 1: handed_over}
+
+
+def test_a_batch_drops_the_revoked_partitions_undecoded_decoded_and_row_records() -> None:
+    raw = _Raw(
+        values=[b"a", b"b", b"c"],
+        partitions=[0, 1, 0],
+        offsets=[5, 7, 6],
+        timestamps=[1, 2, 3],
+        keys=[b"k", None, b"k"],
+    )
+    block: list[list[Any]] = [["x", "y"], [TOPIC, TOPIC], [0, 1], [3, 4], [9, 9]]
+    batch = _Batch(
+        rows={TOPIC: [("z", TOPIC, 1, 8, 9)]},
+        blocks={TOPIC: [block]},
+        raw={TOPIC: raw},
+        offsets={(TOPIC, 0): 7, (TOPIC, 1): 9},
+        pending=6,
+    )
+    batch.drop({(TOPIC, 1)})
+    assert batch.raw[TOPIC].values == [b"a", b"c"]
+    assert batch.raw[TOPIC].keys == [b"k", b"k"]
+    assert batch.blocks[TOPIC] == []
+    assert batch.rows[TOPIC] == [("x", TOPIC, 0, 3, 9)]
+    assert batch.offsets == {(TOPIC, 0): 7}
+    assert batch.pending == 3
