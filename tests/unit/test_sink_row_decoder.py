@@ -6,7 +6,7 @@ import io
 import random
 import string
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ def random_datum(schema: Any, named: Mapping[str, Any], rng: random.Random) -> A
     if isinstance(schema, str):
         if schema in named:
             return random_datum(named[schema], named, rng)
-        return {
+        primitives: dict[str, Callable[[], Any]] = {
             "null": lambda: None,
             "boolean": lambda: rng.random() < 0.5,
             "int": lambda: rng.randint(-(2**31), 2**31 - 1),
@@ -54,7 +54,8 @@ def random_datum(schema: Any, named: Mapping[str, Any], rng: random.Random) -> A
                 rng.choice(string.printable + "çãé€😀") for _ in range(rng.randint(0, 300))
             ),
             "bytes": lambda: rng.randbytes(rng.randint(0, 40)),
-        }[schema]()
+        }
+        return primitives[schema]()
     if isinstance(schema, list):
         return random_datum(rng.choice(schema), named, rng)
     logical = schema.get("logicalType")
