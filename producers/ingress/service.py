@@ -130,6 +130,10 @@ class AckWaiter:
             else:  # served by flush() at shutdown
                 loop.call_soon_threadsafe(self._count, future, left, failure)
 
+        if self._waiting:
+            # Others wait: serve the reports already in now rather than at the next tick (under
+            # load the tick is late: the loop's iterations are longer than interval_s).
+            self._producer.poll(0)
         self._waiting += 1
         try:
             produce = self._producer.try_produce
@@ -218,9 +222,7 @@ class IngressService:
         settings = settings.model_copy(update={"kafka": fast})
         status_spec = self.catalog.resolve(REQUEST_STATUS)
         self.echoes = OwnEchoes(serdes(status_spec).deserialize)
-        self.tail = StatusTail(
-            settings.kafka, status_spec, self.echoes, consumer_config=VIEW_FETCH
-        )
+        self.tail = StatusTail(settings.kafka, status_spec, self.echoes, consumer_config=VIEW_FETCH)
         self.producer = AckWaiter(build_producer(settings, catalog=self.catalog, serdes=serdes))
         publisher = KafkaPublisher(self.producer, self.catalog, self.echoes)
         self.ingress = Ingress(settings.ingress, publisher, self.tail.view)
