@@ -77,7 +77,8 @@ class AckWaiter:
     request waits, the loop serves librdkafka's reports every ``interval_s`` with a
     non-blocking ``poll(0)``: the callbacks run on the loop's thread and settle futures
     directly. No helper thread, so no GIL hand-offs and no ``call_soon_threadsafe`` wake-up
-    per record (what a per-record ``AsyncEventProducer.emit`` cost); idle, it costs nothing."""
+    per record (what a per-record ``AsyncEventProducer.emit`` cost); idle, it costs nothing.
+    A request produced while others wait first serves the reports already in (decision 0127)."""
 
     def __init__(self, producer: EventProducer, *, interval_s: float = 0.001) -> None:
         self._producer = producer

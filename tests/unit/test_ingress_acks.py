@@ -108,6 +108,23 @@ async def test_concurrent_requests_each_resolve() -> None:
     assert fake.produced == 100
 
 
+async def test_a_request_produced_while_others_wait_serves_their_reports() -> None:
+    """Decision 0127: under load the tick runs late; each new request first serves the reports
+    already in, so an earlier request is answered without waiting for the tick."""
+    fake = FakeProducer()
+    acks = AckWaiter(cast(EventProducer, fake), interval_s=3600.0)  # the tick never comes
+    first = asyncio.create_task(acks.produce([(SPEC, {"id": 1}), (SPEC, {"id": 1})]))
+    await asyncio.sleep(0)
+    assert fake.polls == 0
+    assert not first.done()
+    second = asyncio.create_task(acks.produce([(SPEC, {"id": 2})]))
+    await asyncio.wait_for(first, 5)
+    assert fake.polls == 1
+    assert not second.done()
+    await acks.aclose()  # flush serves the rest
+    await asyncio.wait_for(second, 5)
+
+
 async def test_a_full_queue_gives_up_loudly_without_blocking_the_loop() -> None:
     acks = waiter(FakeProducer(full=True))
     with pytest.raises(BackpressureTimeoutError):
