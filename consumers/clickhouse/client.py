@@ -1,4 +1,5 @@
-"""The only module that imports clickhouse_driver: a small typed adapter over its Client.
+"""The only module that imports clickhouse_driver (with native_block.py, which writes an INSERT's
+Native block on its connection): a small typed adapter over its Client.
 
 Errors become ``ClickHouseError`` with a code and a ``retriable`` flag: network failures,
 timeouts and the server's "try again later" codes are retriable; syntax, type and schema errors
@@ -12,15 +13,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import polars as pl
 from clickhouse_driver import Client
 from clickhouse_driver import errors as driver_errors
 
+from consumers.clickhouse import native_block
 from consumers.clickhouse.errors import ClickHouseError
 from filas.settings import ClickHouseSettings
 
 # The driver logs every failed connect with a traceback before raising; we raise one clear
 # ClickHouseError instead, so its warnings would only repeat it.
 logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
+log = logging.getLogger(__name__)
 
 # ClickHouse server error codes after which the same request can succeed later.
 RETRIABLE_SERVER_CODES = frozenset(
@@ -137,21 +141,36 @@ class ClickHouse:
             )
         return int(written) if isinstance(written, int) else len(rows)
 
-    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list[Any]]) -> int:
-        """Insert columns (one list per column, all of one length): no row tuples to gather.
+    def insert_columns(
+        self, table: str, columns: Sequence[str], data: Sequence[list[Any]] | Sequence[pl.Series]
+    ) -> int:
+        """Insert columns (one list or polars Series per column, all of one length).
 
-        The driver rewrites each list in place (a Nullable column's None becomes its null
-        value): pass lists nobody reads afterwards, new ones for a retry.
+        Series are sent as one Native block written from their buffers (native_block.py,
+        decision 0122); a column type it does not cover sends the same columns through the
+        driver. The driver rewrites each list in place (a Nullable column's None becomes its
+        null value): pass lists nobody reads afterwards, new ones for a retry.
         """
         names = ", ".join(quote(c) for c in columns)
+        query = f"INSERT INTO {quote(table)} ({names}) VALUES"
+        if data and all(isinstance(c, pl.Series) for c in data):
+            series = [c for c in data if isinstance(c, pl.Series)]
+            with self._translated(f"INSERT INTO {table}"):
+                try:
+                    return native_block.insert(
+                        self._client, query, columns, series, _INSERT_SETTINGS
+                    )
+                except native_block.NotCovered as exc:
+                    log.debug("%s: INSERT through the driver (%s)", table, exc)
+        lists = [c.to_list() if isinstance(c, pl.Series) else c for c in data]
         with self._translated(f"INSERT INTO {table}"):
             written = self._client.execute(
-                f"INSERT INTO {quote(table)} ({names}) VALUES",
-                data,
+                query,
+                lists,
                 columnar=True,
                 settings=_INSERT_SETTINGS,
             )
-        return int(written) if isinstance(written, int) else len(data[0]) if data else 0
+        return int(written) if isinstance(written, int) else len(lists[0]) if lists else 0
 
     def ensure_database(self) -> None:
         # Connecting to a missing database fails: create it from a connection to 'default'.

@@ -277,12 +277,18 @@ class ColumnarDecoder:
         self._sentinel = self._sentinel_header + body
 
     def decode(self, header: bytes, values: Sequence[bytes]) -> list[list[Any]]:
-        """The table's data columns for ``values`` (each ``header`` + body); BatchDecodeError."""
+        """The table's data columns for ``values`` as Python lists; BatchDecodeError."""
+        return [s.to_list() for s in self.decode_series(header, values)]
+
+    def decode_series(self, header: bytes, values: Sequence[bytes]) -> list[pl.Series]:
+        """The table's data columns for ``values`` (each ``header`` + body); BatchDecodeError.
+
+        polars Series, written to ClickHouse from their buffers (native_block.py, 0122)."""
         if self._sentinel is None:
             raise BatchDecodeError(f"{self.label}: no sentinel body")
         count = len(values)
         if not count:
-            return [[] for _ in self._exprs]
+            return [pl.Series(f"c{i}", []) for i in range(len(self._exprs))]
         payload = b"".join(values) + self._sentinel
         ocf = b"".join(
             (self._file_header, _varint(count + 1), _varint(len(payload)), payload, _SYNC)
@@ -305,10 +311,10 @@ class ColumnarDecoder:
                 raise BatchDecodeError(f"{self.label}: records not aligned with the messages")
             if not all(rest[: self._timestamps]):
                 raise BatchDecodeError(f"{self.label}: timestamp beyond 2**53")
-            columns = [s.to_list() for s in out.get_columns()]
+            columns = out.get_columns()
             for i, canonical in zip(self._uuid_columns, rest[self._timestamps :], strict=True):
                 if not canonical:
-                    columns[i] = _uuids(columns[i])
+                    columns[i] = pl.Series(_uuids(columns[i].to_list()), dtype=pl.String)
         except BatchDecodeError:
             raise
         except (Exception, PanicException) as exc:  # polars: ComputeError, OSError, a panic

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import polars as pl
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumers.clickhouse.client import quote
@@ -74,7 +75,7 @@ class Inserter(Protocol):
     ) -> int: ...
 
     def insert_columns(
-        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]]
+        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]] | Sequence[pl.Series]
     ) -> int: ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
@@ -193,7 +194,7 @@ class _Batch:
     """
 
     rows: dict[str, list[Sequence[Any]]] = field(default_factory=dict)
-    blocks: dict[str, list[list[list[Any]]]] = field(default_factory=dict)
+    blocks: dict[str, list[list[pl.Series]]] = field(default_factory=dict)
     raw: dict[str, _Raw] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     pending: int = 0  # rows not yet acknowledged by ClickHouse
@@ -206,7 +207,7 @@ class _Batch:
         for name, blocks in self.blocks.items():
             # Rare (a revoke with rows unwritten): back to row tuples, filtered below.
             for block in blocks:
-                self.rows[name].extend(zip(*block, strict=True))
+                self.rows[name].extend(zip(*(c.to_list() for c in block), strict=True))
             self.blocks[name] = []
         for name, rows in self.rows.items():
             kept = [r for r in rows if (name, r[-3]) not in revoked]
@@ -437,7 +438,7 @@ class ClickHouseSink:
             return 0
         header_bytes, decoder = self._native[topic]
         try:
-            columns = decoder.decode(header_bytes, raw.values)
+            columns = decoder.decode_series(header_bytes, raw.values)
         except BatchDecodeError as exc:
             held = [
                 _Held(topic, *fields)
@@ -460,10 +461,10 @@ class ClickHouseSink:
                 return self._add_native(topic, mine) + self._add_each(others)
             log.debug("sink: %d records of %s decoded one by one (%s)", count, topic, exc)
             return self._add_each(held)
-        columns.append([topic] * count)
-        columns.append(raw.partitions)
-        columns.append(raw.offsets)
-        columns.append(raw.timestamps)
+        columns.append(pl.repeat(topic, count, dtype=pl.String, eager=True))
+        columns.append(pl.Series(raw.partitions, dtype=pl.Int64))
+        columns.append(pl.Series(raw.offsets, dtype=pl.Int64))
+        columns.append(pl.Series(raw.timestamps, dtype=pl.Int64))
         self._batch.blocks[topic].append(columns)
         return count
 
@@ -632,7 +633,8 @@ class ClickHouseSink:
             if not rows and not blocks:
                 continue
             table = self._tables[name]
-            # Fresh lists per attempt: the driver rewrites a column's list in place.
+            # Fresh lists per attempt (the driver rewrites a column's list in place); Series
+            # are never changed.
             columns = _columns(blocks, rows) if blocks else None
             count = len(columns[0]) if columns else len(rows)
             with (
@@ -751,12 +753,22 @@ class ClickHouseSink:
                 delay = min(delay * 2, self.config.backoff_max_s)
 
 
-def _columns(blocks: list[list[list[Any]]], rows: list[Sequence[Any]]) -> list[list[Any]]:
-    """One INSERT's columns: the blocks' columns joined, then the row tuples' (new lists)."""
+def _columns(
+    blocks: list[list[pl.Series]], rows: list[Sequence[Any]]
+) -> list[pl.Series] | list[list[Any]]:
+    """One INSERT's columns: the blocks' columns joined (Series, written from their buffers by
+    native_block.py), then, if any, the row tuples' (all as new lists)."""
+    if not rows:
+        if len(blocks) == 1:
+            return blocks[0]
+        try:
+            return [pl.concat(parts, rechunk=True) for parts in zip(*blocks, strict=True)]
+        except pl.exceptions.PolarsError:  # dtypes differ between fetches: as lists
+            pass
     columns: list[list[Any]] = [[] for _ in blocks[0]]
     for block in blocks:
         for column, part in zip(columns, block, strict=True):
-            column += part
+            column += part.to_list()
     if rows:
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
             column.extend(values)

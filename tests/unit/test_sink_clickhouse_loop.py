@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 from confluent_kafka import TopicPartition
 from fastavro import schemaless_reader, schemaless_writer
 from prometheus_client import REGISTRY
@@ -128,7 +129,7 @@ class FakeClickHouse:
         return len(rows)
 
     def insert_columns(
-        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]]
+        self, table: str, columns: tuple[str, ...], data: Sequence[list[Any]] | Sequence[pl.Series]
     ) -> int:
         assert len(data) == len(columns)
         assert len({len(c) for c in data}) == 1
@@ -577,7 +578,7 @@ def test_a_batch_drops_the_revoked_partitions_undecoded_decoded_and_row_records(
         timestamps=[1, 2, 3],
         keys=[b"k", None, b"k"],
     )
-    block: list[list[Any]] = [["x", "y"], [TOPIC, TOPIC], [0, 1], [3, 4], [9, 9]]
+    block = [pl.Series(c) for c in (["x", "y"], [TOPIC, TOPIC], [0, 1], [3, 4], [9, 9])]
     batch = _Batch(
         rows={TOPIC: [("z", TOPIC, 1, 8, 9)]},
         blocks={TOPIC: [block]},
