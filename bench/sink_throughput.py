@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import report, services
 from bench.producer import sample_records
+from consumers.clickhouse import native_block
 from consumers.clickhouse.app import build_sink
 from consumers.clickhouse.client import ClickHouse, quote
 from consumers.clickhouse.migrate import migrate
@@ -171,7 +172,9 @@ def run_sink(
     clickhouse: ClickHouse,
     expected: int,
     batch_rows: int = 10_000,
+    cpu: list[float] | None = None,
 ) -> float:
+    """Rows/s of one in-process sink; appends its process CPU seconds per row to ``cpu``."""
     clickhouse.query(f"DROP TABLE IF EXISTS {quote(table.name)}")
     migrate(clickhouse, [table])
     sink = build_sink(
@@ -180,7 +183,10 @@ def run_sink(
         group_id=f"bench-sink-{uuid.uuid4().hex[:8]}",
         config=SinkConfig(batch_rows=batch_rows, linger_s=1.0),
     )
+    started = time.process_time()
     stats = sink.run(idle_exit_s=3)
+    if cpu is not None:
+        cpu.append((time.process_time() - started) / expected)
     if stats.total_rows != expected:
         raise RuntimeError(f"sink landed {stats.total_rows} rows, expected {expected}")
     if stats.first_record_at is None or stats.last_insert_at is None:
@@ -217,6 +223,29 @@ def run_client(
     return expected / elapsed
 
 
+def ab_run(
+    into: tuple[list[float], list[float]],
+    settings: Settings,
+    table: Table,
+    clickhouse: ClickHouse,
+    args: argparse.Namespace,
+) -> None:
+    """One in-process run with the driver's own encoding (every Native block 'not covered')."""
+
+    def driver_only(*_args: object, **_kwargs: object) -> int:
+        raise native_block.NotCovered("A/B: the driver's encoding")
+
+    native_insert = native_block.insert
+    native_block.insert = driver_only
+    try:
+        into[0].append(
+            run_sink(settings, table, clickhouse, args.records, args.batch_rows, into[1])
+        )
+    finally:
+        native_block.insert = native_insert
+    print(f"A/B driver encoding: {into[0][-1]:,.0f} rows/s, {into[1][-1] * 1e6:.2f} us CPU/row")
+
+
 def export_tsv(clickhouse_settings: ClickHouseSettings, table: Table, path: Path) -> None:
     columns = ", ".join(quote(c) for c in table.insert_columns)
     with path.open("wb") as out:
@@ -246,6 +275,12 @@ def main() -> None:
         default=10_000,
         help="rows per INSERT (the sink's default; each INSERT writes a part, decision 0121)",
     )
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="per run, also the driver's own columnar INSERT encoding instead of the Native "
+        "block written from the columns (native_block.py, decision 0122), alternating order",
+    )
     args = parser.parse_args()
 
     with services(registry=True, clickhouse=True) as base:
@@ -270,13 +305,19 @@ def main() -> None:
         clickhouse.ensure_database()
         counts = [int(n) for n in args.processes.split(",") if n.strip()]
         sink_rates, client_rates = [], []
+        cpu: list[float] = []
+        driver_ab: tuple[list[float], list[float]] = ([], [])
         process_rates: dict[int, list[float]] = {n: [] for n in counts}
         with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
             tsv = Path(tmp) / "rows.tsv"
             for run in range(args.runs):
+                if args.ab and run % 2:
+                    ab_run(driver_ab, settings, table, clickhouse, args)
                 sink_rates.append(
-                    run_sink(settings, table, clickhouse, args.records, args.batch_rows)
+                    run_sink(settings, table, clickhouse, args.records, args.batch_rows, cpu)
                 )
+                if args.ab and not run % 2:
+                    ab_run(driver_ab, settings, table, clickhouse, args)
                 if run == 0:
                     export_tsv(ch_settings, table, tsv)
                     print(f"peer input: {tsv.stat().st_size / 1e6:.1f} MB of TSV")
@@ -290,6 +331,7 @@ def main() -> None:
                 procs = ", ".join(f"{n} process(es) {r[-1]:,.0f}" for n, r in process_rates.items())
                 print(
                     f"run {run + 1}: sink {sink_rates[-1]:,.0f} rows/s "
+                    f"({cpu[-1] * 1e6:.2f} us CPU/row) "
                     f"({procs or 'in-process only'}), "
                     f"clickhouse-client {client_rates[-1]:,.0f} rows/s"
                 )
@@ -297,6 +339,14 @@ def main() -> None:
         clickhouse.close()
         delete_topics(settings, [spec.name, dlq.name])
 
+    if args.ab:
+        print(
+            f"A/B: driver encoding {statistics.median(driver_ab[0]):,.0f} rows/s, "
+            f"{statistics.median(driver_ab[1]) * 1e6:.2f} us CPU/row "
+            f"(runs {', '.join(f'{r:,.0f}' for r in driver_ab[0])}); Native block "
+            f"{statistics.median(sink_rates):,.0f} rows/s, {statistics.median(cpu) * 1e6:.2f} us "
+            f"CPU/row (runs {', '.join(f'{r:,.0f}' for r in sink_rates)})"
+        )
     client_median, sink_median = statistics.median(client_rates), statistics.median(sink_rates)
     report("sink_clickhouse_client_tsv", client_median, "rows/s", 1.0, PEER)
     report("sink_kafka_to_clickhouse", sink_median, "rows/s", sink_median / client_median, PEER)

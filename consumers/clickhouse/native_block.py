@@ -120,8 +120,9 @@ def _strings(series: pl.Series) -> bytes:
         return b""
     if series.dtype == pl.String:
         lengths = series.str.len_bytes().to_numpy().astype(np.int64)
-        joined: str = series.str.join("").item()
-        data = np.frombuffer(joined.encode(), dtype=np.uint8)
+        # As one bytes object, never a Python str (String is UTF-8 already).
+        joined: bytes = series.str.join("").cast(pl.Binary).item()
+        data = np.frombuffer(joined, dtype=np.uint8)
     elif series.dtype == pl.Binary:
         values: list[bytes] = series.to_list()
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=count)
