@@ -106,12 +106,12 @@ class AckWaiter:
         if not left[0]:
             future.set_result(None)
 
-    async def produce(self, records: list[tuple[TopicSpec, Mapping[str, Any]]]) -> None:
+    async def produce(self, records: list[tuple[TopicSpec | str, Mapping[str, Any]]]) -> None:
         """Produce every record now; returns when all are acknowledged. Raises DeliveryError /
         ValidationError (nothing produced when encoding fails: every record is encoded first)."""
         await self.produce_encoded(self.encode(records))
 
-    def encode(self, records: list[tuple[TopicSpec, Mapping[str, Any]]]) -> list[Encoded]:
+    def encode(self, records: list[tuple[TopicSpec | str, Mapping[str, Any]]]) -> list[Encoded]:
         """(topic, key, value bytes) of each record; raises ValidationError."""
         return [self._producer.encode(spec, record) for spec, record in records]
 
@@ -193,7 +193,8 @@ class KafkaPublisher:
         started = time.perf_counter()
         # Both at once: one round trip. A QUEUED landing after a worker's state is harmless
         # (docs/decisions/0081: views rank it lowest, workers re-assert over it).
-        encoded = self._acks.encode([(self._status, status), (lane, request)])
+        # By name: the specs are this catalog's already (no catalog look-up per record).
+        encoded = self._acks.encode([(self._status.name, status), (lane.name, request)])
         echo = encoded[0][2]
         if self._echoes is not None:
             self._echoes.expect(echo, status)

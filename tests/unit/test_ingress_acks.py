@@ -207,6 +207,8 @@ def test_accept_fast_paths_give_the_same_bytes_and_body(
     import json
     from datetime import UTC, datetime
 
+    from aiohttp import web
+
     from consumers.ixc_requests.status_view import StatusView
     from filas.settings import IngressSettings
     from producers.ingress.app import Ingress, status_body
@@ -236,7 +238,7 @@ def test_accept_fast_paths_give_the_same_bytes_and_body(
     )
     assert encode(request) == encode(as_datetimes)
 
-    async def accept() -> dict[str, Any]:
+    async def accept(base: str) -> dict[str, Any]:
         published: list[Mapping[str, Any]] = []
 
         class Publisher:
@@ -244,12 +246,19 @@ def test_accept_fast_paths_give_the_same_bytes_and_body(
                 published.append(status)
 
         ingress._publisher = cast(Any, Publisher())
-        answer = await ingress._enqueue(ids[0], "noc", valid, key, ids[1:], "http://x", None)
+        answer = await ingress._enqueue(ids[0], "noc", valid, key, ids[1:], base, None)
         assert answer.status == 202
         assert answer.text is not None
-        assert answer.headers["Location"] == f"http://x/v1/requests/{ids[0]}"
+        assert answer.headers["Location"] == f"{base}/v1/requests/{ids[0]}"
         assert published[0]["fingerprint"] == valid.fingerprint
+        # Decision 0129: the text and headers web.json_response(status_body(...)) would give.
+        general = web.json_response(status_body(status, base), status=202)
+        assert answer.text == general.text
+        assert answer.content_type == general.content_type
+        assert answer.charset == general.charset
         result: dict[str, Any] = json.loads(answer.text)
         return result
 
-    assert asyncio.run(accept()) == status_body(status, "http://x")
+    # A Host header as sent (aiohttp does not escape it): quotes, backslash, non-ASCII.
+    for base in ("http://x", 'http://h"o\\st\u00e9:8480'):
+        assert asyncio.run(accept(base)) == status_body(status, base)
