@@ -182,12 +182,14 @@ def insert(
             if [name for name, _t in types] != list(names):
                 raise NotCovered(f"server's columns {types} differ from {list(names)}")
             encoded = [encode(t, c) for (_n, t), c in zip(types, columns, strict=True)]
-        except NotCovered:
+        except Exception as exc:  # NotCovered, or an encoding failure (polars, numpy)
             # End the INSERT with no data: no rows, no part; the caller uses the driver.
             connection.send_data(ColumnOrientedBlock())
             client.receive_profile_events()
             client.receive_end_of_insert_query()
-            raise
+            if isinstance(exc, NotCovered):
+                raise
+            raise NotCovered(f"encoding failed: {type(exc).__name__}: {exc}") from exc
         _send_block(connection, types, rows, encoded)
         client.receive_profile_events()
         connection.send_data(ColumnOrientedBlock())  # the empty block: end of data

@@ -107,7 +107,9 @@ def test_native_block_lands_what_the_driver_lands(clickhouse: ClickHouse, name: 
     assert clickhouse.query(f"SELECT count() FROM {quote(ours)}") == [(2 * sent,)]  # noqa: S608
 
 
-def test_a_type_not_covered_falls_back_to_the_driver(clickhouse: ClickHouse) -> None:
+def test_a_type_not_covered_falls_back_to_the_driver(
+    clickhouse: ClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clickhouse.query(
         "CREATE TABLE t (d Date, s String, n Nullable(Int64), _offset UInt64) "
         "ENGINE = MergeTree ORDER BY _offset"
@@ -129,6 +131,21 @@ def test_a_type_not_covered_falls_back_to_the_driver(clickhouse: ClickHouse) -> 
         ("2024-01-01", "a", None, 1),
         ("2024-01-02", "é" * 200, -3, 2),
     ]
+
+    # An encoding failure of its own is treated the same way: INSERT ended empty, the driver's
+    # path writes the columns.
+    def broken(_ch_type: str, _series: pl.Series) -> list[bytes]:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(native_block, "encode", broken)
+    rest = series[1:]
+    with pytest.raises(native_block.NotCovered, match="ValueError: boom"):
+        native_block.insert(
+            clickhouse._client, "INSERT INTO t (s, n, _offset) VALUES", columns[1:], rest, {}
+        )
+    assert clickhouse.insert_columns("t", columns[1:], rest) == 2
+    assert clickhouse.query("SELECT count() FROM t") == [(4,)]
+    monkeypatch.undo()
     # A value its type cannot hold is not covered either (the driver decides what to do).
     with pytest.raises(native_block.NotCovered, match="out of range"):
         native_block.encode("UInt8", pl.Series([0, 256]))
