@@ -34,6 +34,7 @@ from bench.producer import sample_records
 from bench.sink_throughput import clickhouse_of, delete_topics, sink_argv, sink_env
 from consumers.clickhouse.client import ClickHouse, quote
 from consumers.clickhouse.migrate import migrate
+from consumers.clickhouse.sink import SinkConfig
 from consumers.clickhouse.tables import build_tables
 from filas.admin.topics import TopicAdmin
 from filas.bootstrap import build_producer
@@ -138,7 +139,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="events/s produced")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--sinks", type=int, default=1, help="sink processes in the group")
-    parser.add_argument("--batch-rows", type=int, default=10_000)
+    parser.add_argument("--batch-rows", type=int, default=SinkConfig.batch_rows)
     parser.add_argument("--linger", type=float, default=1.0)
     parser.add_argument("--poll", type=float, default=0.1, help="ClickHouse poll interval, s")
     args = parser.parse_args()

@@ -2,8 +2,8 @@
 
 Same run, same server, same rows: the sink consumes Avro accounting records from a topic,
 decodes them (a batch at a time in native code, decision 0120) and inserts columns in batches
-(10k rows or 1 s; ``--batch-rows``) over the native protocol, committing offsets after each
-INSERT. The peer is ``clickhouse-client`` inserting exactly the rows
+(the sink's default, 100k rows or 1 s; ``--batch-rows``) over the native protocol, committing
+offsets after each INSERT. The peer is ``clickhouse-client`` inserting exactly the rows
 the sink wrote (exported as TSV from the sink's table) into an identical table: ClickHouse's own
 bulk path with no Kafka, no Avro and no Python. The sink's time runs from its first record read to
 its last acknowledged INSERT (group join excluded); the peer's includes the client's start-up.
@@ -116,7 +116,7 @@ def run_sink_processes(
     table: Table,
     clickhouse: ClickHouse,
     expected: int,
-    batch_rows: int = 10_000,
+    batch_rows: int = SinkConfig.batch_rows,
 ) -> float:
     """``count`` sink processes in one group; rows/s from ClickHouse's side (first rows seen
     to all rows seen, polled every 20 ms), so group joins and process start-up are excluded."""
@@ -171,7 +171,7 @@ def run_sink(
     table: Table,
     clickhouse: ClickHouse,
     expected: int,
-    batch_rows: int = 10_000,
+    batch_rows: int = SinkConfig.batch_rows,
     cpu: list[float] | None = None,
 ) -> float:
     """Rows/s of one in-process sink; appends its process CPU seconds per row to ``cpu``."""
@@ -272,7 +272,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-rows",
         type=int,
-        default=10_000,
+        default=SinkConfig.batch_rows,
         help="rows per INSERT (the sink's default; each INSERT writes a part, decision 0121)",
     )
     parser.add_argument(

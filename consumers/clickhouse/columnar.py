@@ -289,10 +289,10 @@ class ColumnarDecoder:
         count = len(values)
         if not count:
             return [pl.Series(f"c{i}", []) for i in range(len(self._exprs))]
-        payload = b"".join(values) + self._sentinel
-        ocf = b"".join(
-            (self._file_header, _varint(count + 1), _varint(len(payload)), payload, _SYNC)
-        )
+        # One copy of the bodies: the block's byte size is summed first, then a single join.
+        size = sum(map(len, values)) + len(self._sentinel)
+        block = (self._file_header, _varint(count + 1), _varint(size))
+        ocf = b"".join((*block, *values, self._sentinel, _SYNC))
         try:
             frame = pl.read_avro(io.BytesIO(ocf))
             if frame.height != count + 1:

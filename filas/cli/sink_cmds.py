@@ -117,7 +117,7 @@ def sink() -> None:
 @sink.command("run")
 @click.option("--topics", "topics", multiple=True, help="Catalog topic (repeatable); default all.")
 @click.option("--group", "group_id", default=DEFAULT_GROUP, show_default=True)
-@click.option("--batch-rows", type=int, default=10_000, show_default=True)
+@click.option("--batch-rows", type=int, default=SinkConfig.batch_rows, show_default=True)
 @click.option("--linger", "linger_s", type=float, default=1.0, show_default=True)
 @click.option(
     "--idle-exit",
