@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 from polars.exceptions import PanicException
 
-from consumers.clickhouse.columns import Column, _Types, is_secret
+from consumers.clickhouse.columns import Column, _kind, _Types, is_secret
 from consumers.clickhouse.row_decoder import Unsupported, _uuid
 
 HEADER_FIELD = "_filas_confluent_header"
@@ -226,17 +226,6 @@ class _Planner:
 
 
 _SCALARS = ("boolean", "int", "long", "float", "double", "string", "bytes", "enum", "uuid")
-
-
-def _kind(avro: Any) -> str:
-    if isinstance(avro, str):
-        return avro
-    if isinstance(avro, list):
-        return "union"
-    kind: Any = avro.get("logicalType") or avro["type"]
-    if isinstance(kind, dict | list):
-        return _kind(kind)
-    return str(kind)
 
 
 class ColumnarDecoder:
