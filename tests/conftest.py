@@ -152,4 +152,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # Finalize what the tests left for the garbage collector (an unclosed HTTP session's socket)
     # now, while pytest still reports unraisable exceptions: at interpreter exit its hook found
     # tracemalloc half torn down and the run ended with an internal error after every test passed.
+    # Unfrozen first: a service left running freezes what was alive (filas/collector.py), which
+    # gc.collect() would otherwise skip.
+    gc.unfreeze()
     gc.collect()
