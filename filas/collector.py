@@ -11,24 +11,36 @@ generation collects every ``threshold`` allocations instead. Cycles still get co
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 THRESHOLD = 50_000
 
+_lock = threading.Lock()
+_active = 0
+_saved: tuple[int, ...] = ()
+
 
 @contextmanager
 def fewer_collections(threshold: int = THRESHOLD) -> Iterator[None]:
-    """Freeze what is alive now and raise the first threshold; both restored on exit.
+    """Freeze what is alive now and raise the first threshold; undone when the last user exits.
 
-    Process-wide: two loops in one process (tests host several services) may overlap; the last
-    one to exit restores the thresholds it found, and ``gc.unfreeze`` returns every frozen object
-    to the oldest generation (a cost in collector time, not in correctness)."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(threshold, *thresholds[1:])
+    Process-wide, so counted: tests host several services in one process and their loops
+    overlap in any order; the first to enter saves the thresholds, the last to exit restores
+    them and unfreezes."""
+    global _active, _saved
+    with _lock:
+        if not _active:
+            _saved = gc.get_threshold()
+        _active += 1
+        gc.freeze()
+        gc.set_threshold(threshold, *_saved[1:])
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _lock:
+            _active -= 1
+            if not _active:
+                gc.set_threshold(*_saved)
+                gc.unfreeze()

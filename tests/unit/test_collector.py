@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from filas.collector import fewer_collections
+from filas.collector import THRESHOLD, fewer_collections
 
 
 class Node:
@@ -43,3 +43,16 @@ def test_cycles_made_inside_are_still_collected() -> None:
         assert gone() is not None  # a cycle: reference counting alone keeps it
         gc.collect()
         assert gone() is None
+
+
+def test_overlapping_users_restore_only_when_the_last_exits() -> None:
+    before = gc.get_threshold()
+    sink, ingress = fewer_collections(), fewer_collections()
+    sink.__enter__()
+    ingress.__enter__()
+    sink.__exit__(None, None, None)  # the first in exits first: the other still runs
+    assert gc.get_threshold()[0] == THRESHOLD
+    assert gc.get_freeze_count() > 0
+    ingress.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
