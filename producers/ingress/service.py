@@ -265,10 +265,10 @@ class IngressService:
         return f"http://{self.settings.ingress.host}:{self.port}"
 
     async def stop(self) -> None:
+        self._collector.close()  # first: whatever below fails, the thresholds come back
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         self.tail.stop()
         await self.producer.aclose()
         self._serdes.close()
-        self._collector.close()
