@@ -104,7 +104,7 @@ class TopicAdmin:
                     # Another apply racing us created it first: that is the state we want.
                     if "already exists" not in str(exc).lower():
                         raise
-            self._wait_visible([t.topic for t in creates])
+            self._wait_visible({t.topic: t.num_partitions for t in creates})
         grows = [
             NewPartitions(c.topic, c.partitions)
             for c in changes
@@ -115,6 +115,7 @@ class TopicAdmin:
                 grows, request_timeout=_TIMEOUT_S
             ).items():
                 admin_result(future, f"add partitions to {name}")
+            self._wait_visible({g.topic: g.new_total_count for g in grows})
         updates = [
             ConfigResource(
                 ConfigResource.Type.TOPIC,
@@ -132,14 +133,16 @@ class TopicAdmin:
                 admin_result(future, f"update config of {resource.name}")
         return changes
 
-    def _wait_visible(self, names: list[str], timeout_s: float = 30.0) -> None:
-        """Return once every new topic has a leader for each partition.
+    def _wait_visible(self, partitions: Mapping[str, int], timeout_s: float = 30.0) -> None:
+        """Return once each topic shows its expected partition count, each with a leader.
 
-        CreateTopics answers before the metadata reaches every broker; a caller that describes
-        or produces right after would otherwise see UNKNOWN_TOPIC_OR_PART.
+        CreateTopics and CreatePartitions answer before the metadata reaches every broker; a
+        caller that describes, plans or produces right after would otherwise see
+        UNKNOWN_TOPIC_OR_PART or the old partition count (and a second apply would plan
+        against it).
         """
         deadline = time.monotonic() + timeout_s
-        pending = set(names)
+        pending = set(partitions)
         while pending:
             metadata = self._client.list_topics(timeout=_TIMEOUT_S)
             pending = {
@@ -147,11 +150,12 @@ class TopicAdmin:
                 for n in pending
                 if n not in metadata.topics
                 or metadata.topics[n].error is not None
+                or len(metadata.topics[n].partitions) < partitions[n]
                 or any(p.leader < 0 for p in metadata.topics[n].partitions.values())
             }
             if pending and time.monotonic() > deadline:
                 raise BrokerUnavailableError(
-                    f"created topics not visible after {timeout_s:.0f}s: {sorted(pending)}"
+                    f"topic changes not visible after {timeout_s:.0f}s: {sorted(pending)}"
                 )
             if pending:
                 time.sleep(0.2)
