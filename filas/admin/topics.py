@@ -131,7 +131,37 @@ class TopicAdmin:
         if updates:
             for resource, future in self._client.incremental_alter_configs(updates).items():
                 admin_result(future, f"update config of {resource.name}")
+            self._wait_configs(
+                {c.topic: c.config for c in changes if c.action is Action.UPDATE_CONFIG}
+            )
         return changes
+
+    def _wait_configs(
+        self, wanted: Mapping[str, Mapping[str, str]], timeout_s: float = 30.0
+    ) -> None:
+        """Return once DescribeConfigs shows every value just set.
+
+        The broker applies an IncrementalAlterConfigs from the metadata log after answering it;
+        a plan or describe right after would otherwise report the old value as drift.
+        """
+        deadline = time.monotonic() + timeout_s
+        pending = dict(wanted)
+        while pending:
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in pending]
+            configs = self._client.describe_configs(resources, request_timeout=_TIMEOUT_S)
+            for resource, future in configs.items():
+                entries: Mapping[str, ConfigEntry] = admin_result(
+                    future, f"describe {resource.name}"
+                )
+                want = pending[resource.name]
+                if all(k in entries and str(entries[k].value) == v for k, v in want.items()):
+                    del pending[resource.name]
+            if pending and time.monotonic() > deadline:
+                raise BrokerUnavailableError(
+                    f"config changes not visible after {timeout_s:.0f}s: {sorted(pending)}"
+                )
+            if pending:
+                time.sleep(0.2)
 
     def _wait_visible(self, partitions: Mapping[str, int], timeout_s: float = 30.0) -> None:
         """Return once each topic shows its expected partition count, each with a leader.

@@ -54,6 +54,8 @@ class _LaggingAdmin:
         self.lag = lag
         self.target: int | None = None
         self.metadata_requests_after_grow = 0
+        self.pending_config: dict[str, str] | None = None
+        self.describes_after_alter = 0
 
     def list_topics(self, *_: Any, **__: Any) -> _Metadata:
         if self.target is not None:
@@ -64,11 +66,22 @@ class _LaggingAdmin:
         return _Metadata({self.name: _Topic(parts)})
 
     def describe_configs(self, resources: list[ConfigResource], **_: Any) -> dict[Any, Future[Any]]:
+        if self.pending_config is not None:
+            self.describes_after_alter += 1
+            if self.describes_after_alter > self.lag:
+                self.config, self.pending_config = self.pending_config, None
+
         @dataclass
         class _Entry:
             value: str
 
         return {r: _done({k: _Entry(v) for k, v in self.config.items()}) for r in resources}
+
+    def incremental_alter_configs(self, resources: list[ConfigResource]) -> dict[Any, Future[Any]]:
+        [resource] = resources
+        changed = {e.name: e.value for e in resource.incremental_configs}
+        self.pending_config = {**self.config, **changed}
+        return {resource: _done(None)}
 
     def create_partitions(self, grows: list[NewPartitions], **_: Any) -> dict[str, Future[Any]]:
         [grow] = grows
@@ -94,6 +107,17 @@ def test_apply_waits_until_added_partitions_are_in_metadata() -> None:
     # The next plan sees the new count, so a second apply is in sync instead of growing again.
     assert [c.action for c in admin.apply(grown)] == [Action.IN_SYNC]
     assert fake.visible == grown.get(name).partitions
+
+
+def test_apply_waits_until_a_config_fix_is_described() -> None:
+    admin, fake, grown, name = _setup(lag=3)
+    fake.visible = grown.get(name).partitions
+    fake.config = {**fake.config, "retention.ms": "1000"}  # changed by hand
+    [change] = admin.apply(grown)
+    assert change.action is Action.UPDATE_CONFIG
+    assert fake.describes_after_alter > fake.lag
+    assert fake.config["retention.ms"] == str(grown.get(name).retention_ms)
+    assert [c.action for c in admin.apply(grown)] == [Action.IN_SYNC]
 
 
 def test_apply_says_so_when_partitions_never_appear(monkeypatch: pytest.MonkeyPatch) -> None:
