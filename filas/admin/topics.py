@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -144,24 +144,21 @@ class TopicAdmin:
         The broker applies an IncrementalAlterConfigs from the metadata log after answering it;
         a plan or describe right after would otherwise report the old value as drift.
         """
-        deadline = time.monotonic() + timeout_s
-        pending = dict(wanted)
-        while pending:
-            resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in pending]
+
+        def lagging(names: set[str]) -> set[str]:
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
             configs = self._client.describe_configs(resources, request_timeout=_TIMEOUT_S)
+            behind: set[str] = set()
             for resource, future in configs.items():
                 entries: Mapping[str, ConfigEntry] = admin_result(
                     future, f"describe {resource.name}"
                 )
-                want = pending[resource.name]
-                if all(k in entries and str(entries[k].value) == v for k, v in want.items()):
-                    del pending[resource.name]
-            if pending and time.monotonic() > deadline:
-                raise BrokerUnavailableError(
-                    f"config changes not visible after {timeout_s:.0f}s: {sorted(pending)}"
-                )
-            if pending:
-                time.sleep(0.2)
+                want = wanted[resource.name]
+                if not all(k in entries and str(entries[k].value) == v for k, v in want.items()):
+                    behind.add(resource.name)
+            return behind
+
+        _poll_until_settled(set(wanted), lagging, "config changes", timeout_s)
 
     def _wait_visible(self, partitions: Mapping[str, int], timeout_s: float = 30.0) -> None:
         """Return once each topic shows its expected partition count, each with a leader.
@@ -171,24 +168,19 @@ class TopicAdmin:
         UNKNOWN_TOPIC_OR_PART or the old partition count (and a second apply would plan
         against it).
         """
-        deadline = time.monotonic() + timeout_s
-        pending = set(partitions)
-        while pending:
+
+        def lagging(names: set[str]) -> set[str]:
             metadata = self._client.list_topics(timeout=_TIMEOUT_S)
-            pending = {
+            return {
                 n
-                for n in pending
+                for n in names
                 if n not in metadata.topics
                 or metadata.topics[n].error is not None
                 or len(metadata.topics[n].partitions) < partitions[n]
                 or any(p.leader < 0 for p in metadata.topics[n].partitions.values())
             }
-            if pending and time.monotonic() > deadline:
-                raise BrokerUnavailableError(
-                    f"topic changes not visible after {timeout_s:.0f}s: {sorted(pending)}"
-                )
-            if pending:
-                time.sleep(0.2)
+
+        _poll_until_settled(set(partitions), lagging, "topic changes", timeout_s)
 
     def describe(self, catalog: Catalog) -> list[TopicStatus]:
         metadata = self._client.list_topics(timeout=_TIMEOUT_S)
@@ -220,3 +212,22 @@ class TopicAdmin:
         latest = offsets(OffsetSpec.latest())
         earliest = offsets(OffsetSpec.earliest())
         return sum(latest[tp] - earliest[tp] for tp in latest)
+
+
+def _poll_until_settled(
+    names: set[str], lagging: Callable[[set[str]], set[str]], what: str, timeout_s: float
+) -> None:
+    """Ask ``lagging`` every 200 ms which of ``names`` the cluster does not show yet, until none.
+
+    Raises BrokerUnavailableError naming them once ``timeout_s`` has passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    pending = names
+    while pending:
+        pending = lagging(pending)
+        if pending and time.monotonic() > deadline:
+            raise BrokerUnavailableError(
+                f"{what} not visible after {timeout_s:.0f}s: {sorted(pending)}"
+            )
+        if pending:
+            time.sleep(0.2)
